@@ -1,0 +1,1 @@
+"""Built-in TOML configurations shipped with riskd (``builtin:NAME`` in paths)."""

@@ -1,0 +1,105 @@
+"""The ``riskd`` command line.
+
+    riskd demo                 run the margin core on the built-in sample book
+    riskd price FILE.csv       option values and Greeks for a CSV of options
+    riskd margin BOOK.toml     offline margin calculator (IM, MM, scan, VaR, stress)
+    riskd config check FILE    decode and check a config file
+    riskd bench pricing        pricing and margin throughput, as JSON
+
+Exit codes: 0 success, 1 some input rows were bad, 2 the input could not be used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+from daemon.config_errors import ConfigError
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from daemon.book import default_book_path
+
+    args.book = str(default_book_path())
+    return _cmd_margin(args)
+
+
+def _cmd_margin(args: argparse.Namespace) -> int:
+    from daemon.book import margin_book
+    from daemon.margin_report import render_json, render_text
+
+    report = margin_book(args.book)
+    (render_json if args.json else render_text)(report, sys.stdout)
+    return 0
+
+
+def _cmd_price(args: argparse.Namespace) -> int:
+    from daemon.calc_price import run_price
+
+    return run_price(args.file, args.json, sys.stdout, sys.stderr)
+
+
+def _cmd_config_check(args: argparse.Namespace) -> int:
+    from daemon.config import load_config
+
+    config = load_config(args.file)
+    print(f"{args.file}: ok ({len(config.underlyings)} underlyings, {len(config.instruments)} instruments,"
+          f" {len(config.accounts)} accounts, grids {sorted(config.margin.grids)},"
+          f" profiles {sorted(config.margin.profiles)})")
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from daemon.bench_pricing import run_bench_pricing
+
+    return run_bench_pricing(args.json, sys.stdout, quick=args.quick)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="riskd", description="Real-time margin and pre-trade risk daemon.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="run riskd on its embedded default and print the margin report")
+    demo.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    demo.set_defaults(func=_cmd_demo)
+
+    price = sub.add_parser("price", help="option values and Greeks for a CSV file")
+    price.add_argument("file", help="CSV with columns type,spot,strike,rate,dividend,time,vol[,model]")
+    price.add_argument("--json", action="store_true", help="one JSON object per row instead of CSV")
+    price.set_defaults(func=_cmd_price)
+
+    margin = sub.add_parser("margin", help="offline margin calculator for a book file")
+    margin.add_argument("book", help="book TOML (see daemon/book.py), or builtin:demo_book.toml")
+    margin.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    margin.set_defaults(func=_cmd_margin)
+
+    config = sub.add_parser("config", help="configuration tools")
+    config_sub = config.add_subparsers(dest="config_command", required=True)
+    check = config_sub.add_parser("check", help="decode and check a config file")
+    check.add_argument("file")
+    check.set_defaults(func=_cmd_config_check)
+
+    bench = sub.add_parser("bench", help="benchmarks, printed as JSON")
+    bench_sub = bench.add_subparsers(dest="bench_command", required=True)
+    pricing = bench_sub.add_parser("pricing", help="Greeks, revaluation and what-if throughput vs QuantLib")
+    pricing.add_argument("--json", action="store_true", help="print one JSON object (the default output too)")
+    pricing.add_argument("--quick", action="store_true", help="fewer repetitions (smoke run)")
+    pricing.set_defaults(func=_cmd_bench)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        print(f"riskd: {exc}", file=sys.stderr)
+        return 2
+    except (OSError, ValueError) as exc:
+        print(f"riskd: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,115 @@
+"""The daemon's TOML configuration, decoded into frozen msgspec Structs.
+
+``load_config(path)`` reads a file (or ``builtin:NAME`` for a TOML shipped in
+configs/) and returns a :class:`RiskdConfig`; any bad value raises
+:class:`ConfigError` naming the file, the dotted path of the field, what was
+expected and what was found. ``riskd config check FILE`` runs exactly this.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import msgspec
+from msgspec import Meta
+
+from daemon.config_errors import ConfigError, explain
+from risk.instruments import InstrumentTable, ReferenceDataError
+from risk.params import InstrumentSpec, MarginParams, UnderlyingSpec
+
+BUILTIN_PREFIX = "builtin:"
+T = TypeVar("T")
+
+
+class AccountSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """An account: its margin profile and its cash or collateral value (currency)."""
+
+    id: Annotated[str, Meta(min_length=1, max_length=64)]
+    profile: str
+    cash: float = 0.0
+
+
+class RiskdConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """The whole daemon configuration.
+
+    ``history``: optional price-history file (CSV or Parquet, see risk.history) for
+    VaR, relative to the config file's folder.
+    """
+
+    margin: MarginParams
+    underlyings: tuple[UnderlyingSpec, ...] = ()
+    instruments: tuple[InstrumentSpec, ...] = ()
+    accounts: tuple[AccountSpec, ...] = ()
+    history: str | None = None
+
+
+def read_toml(path: str | Path) -> tuple[dict[str, Any], str, Path]:
+    """Read a TOML file or ``builtin:NAME``; returns (data, display name, folder for relative paths)."""
+    text_path = str(path)
+    if text_path.startswith(BUILTIN_PREFIX):
+        name = text_path[len(BUILTIN_PREFIX):]
+        resource = resources.files("configs").joinpath(name)
+        if not resource.is_file():
+            raise ConfigError(text_path, "", "no such built-in config")
+        data = resource.read_text(encoding="utf-8")
+        folder = Path(str(resource)).parent
+    else:
+        p = Path(text_path)
+        try:
+            data = p.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(text_path, "", f"cannot read: {exc.strerror or exc}") from None
+        folder = p.resolve().parent
+    try:
+        return tomllib.loads(data), text_path, folder
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(text_path, "", f"not valid TOML: {exc}") from None
+
+
+def decode(raw: dict[str, Any], target: type[T], source: str) -> T:
+    """Convert raw TOML data to ``target``, raising ConfigError with the field's path."""
+    try:
+        return msgspec.convert(raw, target)
+    except msgspec.ValidationError as exc:
+        raise explain(exc, target, raw, source) from None
+
+
+def check_references(config: RiskdConfig, source: str) -> InstrumentTable:
+    """Cross-field checks msgspec cannot do: names that refer to other entries."""
+    margin = config.margin
+    for i, und in enumerate(config.underlyings):
+        if und.grid not in margin.grids:
+            raise ConfigError(source, f"underlyings[{i}].grid",
+                              f"expected one of the grids {sorted(margin.grids)}, found {und.grid!r}")
+    for i, acct in enumerate(config.accounts):
+        if acct.profile not in margin.profiles:
+            raise ConfigError(source, f"accounts[{i}].profile",
+                              f"expected one of the profiles {sorted(margin.profiles)}, found {acct.profile!r}")
+    ids = [a.id for a in config.accounts]
+    if len(set(ids)) != len(ids):
+        dup = next(a for a in ids if ids.count(a) > 1)
+        raise ConfigError(source, "accounts", f"account id {dup!r} is defined twice")
+    try:
+        return InstrumentTable(config.underlyings, config.instruments)
+    except ReferenceDataError as exc:
+        raise ConfigError(source, "instruments", str(exc)) from None
+
+
+def load_config(path: str | Path) -> RiskdConfig:
+    """Load and fully check a riskd config file (or ``builtin:NAME``)."""
+    raw, source, folder = read_toml(path)
+    config = decode(raw, RiskdConfig, source)
+    check_references(config, source)
+    if config.history is not None and not config.history.startswith(BUILTIN_PREFIX):
+        config = msgspec.structs.replace(config, history=str((folder / config.history).resolve()))
+    return config
+
+
+def resolve_data_path(reference: str) -> Path:
+    """A data file path, or ``builtin:NAME`` for a file shipped in configs/."""
+    if reference.startswith(BUILTIN_PREFIX):
+        return Path(str(resources.files("configs").joinpath(reference[len(BUILTIN_PREFIX):])))
+    return Path(reference)

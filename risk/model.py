@@ -1,0 +1,106 @@
+"""The shared risk context at one market snapshot: marks, Greeks and risk arrays.
+
+A :class:`RiskModel` holds, for every instrument, what an account needs to move
+its margin by one fill in O(S): its scenario risk array (a view into its
+underlying's block), its historical-scenario P&L row, its dollar delta and gamma
+and its short-option notional. Accounts (risk.account) keep only quantities and
+quantity-weighted sums of these rows.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from risk.instruments import InstrumentTable, MarketSnapshot, PricingInputs, pricing_inputs
+from risk.params import MarginParams
+from risk.valuation import UnderlyingRiskArrays, Valuation, shocked_pnl, underlying_risk_arrays, value_instruments
+from risk.var import EwmaCovariance, repair_psd
+
+
+class RiskModelError(ValueError):
+    """The configuration cannot produce a margin (unknown grid, missing history...)."""
+
+
+class RiskModel:
+    """Marks, Greeks, risk arrays and covariance for one market snapshot.
+
+    ``history_returns``: optional (D, U) relative returns of the underlyings over
+    the VaR horizon (columns in ``table.underlying_ids`` order), oldest first; they
+    give the historical-scenario arrays (n, D) and the EWMA covariance used by
+    parametric VaR. Without them, profiles asking for VaR raise RiskModelError.
+    """
+
+    def __init__(self, table: InstrumentTable, market: MarketSnapshot, params: MarginParams,
+                 history_returns: np.ndarray | None = None) -> None:
+        self.table = table
+        self.market = market
+        self.params = params
+        self.inputs: PricingInputs = pricing_inputs(table, market)
+        self.valuation: Valuation = value_instruments(table, self.inputs)
+        self.blocks: list[UnderlyingRiskArrays] = []
+        offset = 0
+        for u, spec in enumerate(table.underlying_specs):
+            grid = params.grids.get(spec.grid)
+            if grid is None:
+                raise RiskModelError(f"underlying {spec.id!r} names grid {spec.grid!r}, which is not in margin.grids")
+            block = underlying_risk_arrays(table, self.inputs, u, grid, offset)
+            self.blocks.append(block)
+            offset += len(block.scenarios)
+        self.n_scenarios = offset
+        n = len(table)
+        self.block_of = table.underlying.copy()
+        self.position_in_block = np.empty(n, dtype=np.int64)
+        for block in self.blocks:
+            self.position_in_block[block.rows] = np.arange(len(block.rows))
+        #: Per-instrument risk array, a view into its block: the O(S) hot-path row.
+        self.scenario_rows: list[np.ndarray] = [
+            self.blocks[self.block_of[i]].arrays[self.position_in_block[i]] for i in range(n)
+        ]
+        self.segments: list[slice] = [slice(b.offset, b.offset + len(b.scenarios)) for b in self.blocks]
+        spot_u = np.array([market.underlyings[uid].price for uid in table.underlying_ids])
+        #: Currency per short option contract that the short-option minimum rate applies to.
+        self.option_notional = np.where(table.is_option, spot_u[table.underlying] * table.multiplier, 0.0)
+
+        self.history_returns = history_returns
+        self.historical_rows: np.ndarray | None = None
+        self.covariance: np.ndarray | None = None
+        self.covariance_repaired = False
+        self.covariance_min_eigenvalue = float("nan")
+        if history_returns is not None:
+            returns = np.asarray(history_returns, dtype=float)
+            if returns.ndim != 2 or returns.shape[1] != len(table.underlying_ids):
+                raise RiskModelError(
+                    f"history returns have shape {returns.shape}, expected (days, {len(table.underlying_ids)})"
+                    f" for underlyings {table.underlying_ids}")
+            self.historical_rows = shocked_pnl(table, self.inputs, returns, 0.0)
+            # Seed with an equal-weighted estimate over the oldest month, then let
+            # the EWMA recursion weight the rest of the window.
+            n_seed = min(len(returns), max(20, returns.shape[1] + 1))
+            ewma = EwmaCovariance.from_returns(returns, n_seed, params.var.ewma_lambda)
+            repair = repair_psd(ewma.cov)
+            self.covariance = repair.matrix
+            self.covariance_repaired = repair.repaired
+            self.covariance_min_eigenvalue = repair.min_eigenvalue_before
+
+    @property
+    def n_underlyings(self) -> int:
+        return len(self.table.underlying_ids)
+
+    @property
+    def n_history(self) -> int:
+        return 0 if self.historical_rows is None else self.historical_rows.shape[1]
+
+    def scenario_label(self, underlying_row: int, scenario: int) -> str:
+        return self.blocks[underlying_row].scenarios.labels[scenario]
+
+    def rows_for(self, instrument_ids: Sequence[str]) -> list[int]:
+        """Table rows of instrument ids; KeyError names the first unknown id."""
+        out = []
+        for iid in instrument_ids:
+            row = self.table.index.get(iid)
+            if row is None:
+                raise KeyError(f"unknown instrument {iid!r}")
+            out.append(row)
+        return out
