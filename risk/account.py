@@ -115,6 +115,8 @@ class Account:
         self._sides = [Exposure(model), Exposure(model), Exposure(model)]
         self._scenario_only = profile.methods == ("scenario",)
         self._terms = [np.zeros(model.n_underlyings) for _ in range(3)]
+        #: Sum of each side's terms: scenario IM per side, kept so a what-if reads it in O(1).
+        self._scenario_im = [0.0, 0.0, 0.0]
 
     # ----- state changes -------------------------------------------------
     def apply_fill(self, row: int, quantity: float, price: float, order_id: str | None = None) -> None:
@@ -185,7 +187,7 @@ class Account:
     def initial_margin(self, side: int = CURRENT) -> float:
         """IM of one side (positions, or positions plus buy or sell orders), currency."""
         if self._scenario_only:
-            return float(self._terms[side].sum())
+            return self._scenario_im[side]
         return initial_margin(method_margins(self.model, self._sides[side], self.profile))
 
     def initial_margin_with_orders(self) -> float:
@@ -200,21 +202,25 @@ class Account:
         O(S_u) for scenario-only profiles (plus O(U^2 + D) with VaR methods), and
         equal to reserving the order and recomputing from scratch.
         """
-        before = self.initial_margin_with_orders()
-        side = self._side_of(quantity)
-        other = self.initial_margin(SELLS if side == BUYS else BUYS) if self.orders else self.initial_margin(CURRENT)
+        side = BUYS if quantity > 0 else SELLS
         model = self.model
         u = model.block_of[row]
         exposure = self._sides[side]
-        trial = exposure.scenario[model.segments[u]] + quantity * model.scenario_rows[row]
+        trial = quantity * model.scenario_rows[row]
+        trial += exposure.scenario[model.segments[u]]
         worst = int(trial.argmin())
         if self._scenario_only:
+            ims = self._scenario_im
+            before = max(ims[BUYS], ims[SELLS])
+            other = ims[SELLS if side == BUYS else BUYS]
             q0 = exposure.quantity[row]
             short = exposure.short_notional[u] + (max(-(q0 + quantity), 0.0) - max(-q0, 0.0)) * model.option_notional[row]
             loss = -float(trial[worst])
             term = max(loss if loss > 0.0 else 0.0, self.profile.short_option_minimum * short)
-            after_side = float(self._terms[side].sum()) - self._terms[side][u] + term
+            after_side = ims[side] - float(self._terms[side][u]) + term
         else:
+            before = self.initial_margin_with_orders()
+            other = self.initial_margin(SELLS if side == BUYS else BUYS)
             probe = exposure.copy()
             probe.add(model, row, quantity)
             after_side = initial_margin(method_margins(model, probe, self.profile))
@@ -272,11 +278,15 @@ class Account:
         self._sides[side].add(self.model, row, quantity)
         u = self.model.block_of[row]
         exposure = self._sides[side]
-        self._terms[side][u] = max(scan_risk(exposure.scenario[self.model.segments[u]]),
-                                   self.profile.short_option_minimum * exposure.short_notional[u])
+        terms = self._terms[side]
+        new_term = max(scan_risk(exposure.scenario[self.model.segments[u]]),
+                       self.profile.short_option_minimum * float(exposure.short_notional[u]))
+        self._scenario_im[side] += new_term - float(terms[u])
+        terms[u] = new_term
 
     def _refresh_terms(self, side: int) -> None:
         exposure = self._sides[side]
         for u, seg in enumerate(self.model.segments):
             self._terms[side][u] = max(scan_risk(exposure.scenario[seg]),
                                        self.profile.short_option_minimum * exposure.short_notional[u])
+        self._scenario_im[side] = float(self._terms[side].sum())

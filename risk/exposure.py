@@ -100,9 +100,8 @@ def parametric_var(model: RiskModel, exposure: Exposure) -> float:
         raise RiskModelError("parametric_var needs a price history (none configured)")
     var = model.params.var
     if var.method == "delta_normal":
-        return delta_normal_var(exposure.dollar_delta, model.covariance, var.confidence).var
-    return delta_gamma_var(exposure.dollar_delta, np.diag(exposure.dollar_gamma), model.covariance,
-                           var.confidence).var
+        return delta_normal_var(exposure.dollar_delta, model.covariance_psd, var.confidence).var
+    return delta_gamma_var(exposure.dollar_delta, exposure.dollar_gamma, model.covariance_psd, var.confidence).var
 
 
 def method_margins(model: RiskModel, exposure: Exposure, profile: MarginProfile) -> MethodMargins:

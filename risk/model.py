@@ -66,6 +66,7 @@ class RiskModel:
         self.history_returns = history_returns
         self.historical_rows: np.ndarray | None = None
         self.covariance: np.ndarray | None = None
+        self.covariance_psd = None
         self.covariance_repaired = False
         self.covariance_min_eigenvalue = float("nan")
         if history_returns is not None:
@@ -80,6 +81,8 @@ class RiskModel:
             n_seed = min(len(returns), max(20, returns.shape[1] + 1))
             ewma = EwmaCovariance.from_returns(returns, n_seed, params.var.ewma_lambda)
             repair = repair_psd(ewma.cov)
+            #: The repaired covariance, passed as is to the VaR functions (no re-check per call).
+            self.covariance_psd = repair
             self.covariance = repair.matrix
             self.covariance_repaired = repair.repaired
             self.covariance_min_eigenvalue = repair.min_eigenvalue_before

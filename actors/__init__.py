@@ -1,0 +1,2 @@
+"""Ray actors: thin shells that own sockets and threads and call risk/ and fix/.
+(Built by the daemon issue.)"""

@@ -1,0 +1,1 @@
+"""The riskd process: CLI, config loading, wiring, supervision, calculators."""

@@ -1,0 +1,190 @@
+"""Implied volatility of European options (Black-Scholes-Merton and Black-76), vectorized.
+
+The inverse of :func:`risk.pricing.price` in ``vol``, with the same conventions: ``t``
+in years, ``r``/``q`` and the result as fractions per year (0.20 is 20 %), prices in
+currency per unit of underlying; for Black-76 ``s`` is the futures price and ``q`` is
+ignored. Array-module agnostic (NumPy or CuPy in, the same out); inputs broadcast.
+
+Method. Put-call parity turns every option into its out-of-the-money twin (no
+cancellation between a large intrinsic value and a small time value), which is then
+normalized (Jaeckel's notation) to ``b(y, sig) = e^{y/2} N(y/sig + sig/2) - e^{-y/2}
+N(y/sig - sig/2)`` with ``y = -|ln(F/K)| <= 0`` and total deviation ``sig = vol
+sqrt(t)``; ``b`` rises from 0 to ``e^{y/2}``, convex below ``sig_c = sqrt(-2y)`` and
+concave above it. Below ``b(sig_c)`` the solver runs Newton on ``ln b`` in the
+variable ``1/sig^2`` (deep OTM prices may be 1e-200: only the log is well scaled, it
+is computed through ``erfcx`` so it never underflows, and it is nearly linear in
+``1/sig^2``); above, Newton on ``ln(e^{y/2} - b)`` in ``sig`` (near the upper bound
+only the distance to it carries information). Every step is kept inside a bracket
+that each evaluation tightens, with bisection as the fallback, so it always
+converges; from the asymptotic initial guesses it takes 2-5 steps, 8 at most on the
+tests' grids (1 day to 5 years, vols 0.5 % to 600 %, K/S 0.3 to 3).
+
+Results outside the solvable set, rather than exceptions:
+
+- NaN: a non-finite input, ``s <= 0``, ``k <= 0``, ``t < 0``, a price below the
+  discounted intrinsic value ``max(+-(s e^{-qt} - k e^{-rt}), 0)`` or above the upper
+  bound (``s e^{-qt}`` for a call, ``k e^{-rt}`` for a put), or, at ``t == 0``, any
+  price other than the intrinsic value.
+- 0.0: a price equal to the intrinsic value. For an in-the-money option "equal"
+  includes a few ulps of the discounted strike or spot either side, the rounding of
+  the parity conversion: a time value below that does not identify any vol.
+- +inf: a price exactly equal to the upper bound (with ``t > 0``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from risk.pricing import _quiet
+from risk.xp import array_module, special_module
+
+_INV_SQRT_2PI = 0.3989422804014327
+_LN_SQRT_2PI = 0.9189385332046728
+_INV_SQRT2 = 0.7071067811865476
+_EPS = 2.220446049250313e-16
+#: Tiniest normalized value used where a logarithm would otherwise see 0.
+_TINY = 1e-300
+
+
+def implied_vol(
+    target_price: Any,
+    is_call: Any,
+    s: Any,
+    k: Any,
+    r: Any,
+    q: Any,
+    t: Any,
+    black76: Any = False,
+    *,
+    max_iter: int = 100,
+    tol: float = 1e-13,
+) -> Any:
+    """Volatility (fraction per year) at which the option is worth ``target_price``.
+
+    ``target_price`` is in currency per unit of underlying, ``t`` in years, ``r`` and
+    ``q`` fractions per year; ``is_call`` and ``black76`` are booleans (arrays or
+    scalars). The iteration stops per element when a step changes the total deviation
+    ``vol sqrt(t)`` by less than ``tol`` relative, and for all after ``max_iter``
+    vectorized steps. NaN / 0 / inf cases: see the module docstring.
+    """
+    xp = array_module(target_price, is_call, s, k, r, q, t, black76)
+    sp = special_module(xp)
+    price, s, k, r, q, t = (xp.asarray(x, dtype=float) for x in (target_price, s, k, r, q, t))
+    is_call = xp.asarray(is_call, dtype=bool)
+    black76 = xp.asarray(black76, dtype=bool)
+    price, s, k, r, q, t, is_call, black76 = xp.broadcast_arrays(price, s, k, r, q, t, is_call, black76)
+    q = xp.where(black76, r, q)
+
+    with _quiet(xp):
+        finite = xp.isfinite(price) & xp.isfinite(s) & xp.isfinite(k) & xp.isfinite(r)
+        finite &= xp.isfinite(q) & xp.isfinite(t)
+        # Present values of the deliverables, computed as risk.pricing does, so that
+        # its own prices at vol 0 land exactly on the intrinsic value here.
+        sq = s * xp.exp(-q * t)
+        kr = k * xp.exp(-r * t)
+        itm = xp.where(is_call, sq > kr, kr > sq)
+        intrinsic = xp.where(itm, xp.abs(sq - kr), 0.0)
+        upper = xp.where(is_call, sq, kr)
+        # The ITM twin's parity conversion rounds at the scale of the larger leg.
+        slack = xp.where(itm, 8.0 * _EPS * xp.maximum(sq, kr), 0.0)
+        otm = price - intrinsic
+
+        valid = finite & (s > 0) & (k > 0) & (t >= 0) & (otm >= -slack) & (price <= upper)
+        at_intrinsic = valid & (otm <= slack)
+        at_upper = valid & ~at_intrinsic & (price == upper) & (t > 0)
+        live = valid & ~at_intrinsic & ~at_upper & (t > 0)
+
+        # Dummy but harmless values off the live set keep the vector math quiet.
+        norm = xp.sqrt(sq * kr)
+        y = -xp.abs(xp.log(s / k) + (r - q) * t)
+        y = xp.where(live, y, -1.0)
+        beta = xp.where(live, otm / norm, 0.1)
+        gap = xp.where(live, (upper - price) / norm, 0.1)
+        ln_beta = xp.log(xp.maximum(beta, _TINY))
+        ln_gap = xp.log(xp.maximum(gap, _TINY))
+        sig_c = xp.sqrt(-2.0 * y)
+        hi = 2.0 * sig_c + 40.0  # d1 >= 20 there: b equals its bound to double precision
+
+        ln_b_c, _ = _log_b_and_gap(xp, sp, y, xp.maximum(sig_c, 1e-150))
+        lower = (y < 0) & (ln_beta <= ln_b_c)
+        # Solve on whichever of b and its gap to the bound is the smaller: that one is
+        # known to full relative precision (near the money with a tiny sig, b ~ 1e-5
+        # while the gap is 1 - 1e-5 and has lost five digits of it).
+        on_b = lower | (beta <= gap)
+
+        # Above sig_c: gap ~ (e^{y/2} + e^{-y/2}) N(-sig/2), exact at the money. Where
+        # b is the small one, the same guess is written through b to keep its digits.
+        cosh = xp.cosh(0.5 * y)
+        guess_up = xp.where(
+            on_b,
+            2.0 / _INV_SQRT2 * sp.erfinv(xp.minimum((beta + xp.sinh(-0.5 * y)) / cosh, 1.0)),
+            -2.0 * sp.ndtri(xp.minimum(gap / (2.0 * cosh), 0.5)),
+        )
+        # Lower region: b ~ e^{-y^2/2sig^2 - sig^2/8} sig^3 / (y^2 sqrt(2 pi)), solved
+        # for sig by fixed-point iteration (the log term varies slowly).
+        guess_lo = 0.5 * sig_c
+        for _ in range(3):
+            u = xp.log(guess_lo**3 / (y * y)) - _LN_SQRT_2PI - guess_lo**2 / 8.0 - ln_beta
+            guess_lo = xp.minimum(-y / xp.sqrt(2.0 * xp.maximum(u, 1e-3)), sig_c)
+        # Near the money the lower asymptotics fail and the upper guess (made for
+        # y = 0) is the better one: keep whichever misses ln(beta) by less.
+        alt = xp.clip(guess_up, 1e-150, sig_c)
+        miss_lo = xp.abs(_log_b_and_gap(xp, sp, y, guess_lo)[0] - ln_beta)
+        miss_alt = xp.abs(_log_b_and_gap(xp, sp, y, alt)[0] - ln_beta)
+        guess_lo = xp.where(miss_alt < miss_lo, alt, guess_lo)
+        sig = xp.where(lower, guess_lo, xp.clip(guess_up, sig_c, hi))
+        sig = xp.where(xp.isfinite(sig) & (sig > 0), sig, 0.5 * hi)
+
+        lo = xp.zeros_like(sig)
+        active = live.copy()
+        for _ in range(max_iter):
+            if not bool(xp.any(active)):
+                break
+            a = -0.5 * (y / sig) ** 2 - 0.125 * sig * sig  # ln(sqrt(2 pi) * vega)
+            ln_b, ln_g = _log_b_and_gap(xp, sp, y, sig)
+            # f increases with sig in both regions; f' = vega/b or vega/gap.
+            f = xp.where(on_b, ln_b - ln_beta, ln_gap - ln_g)
+            fprime = xp.exp(a - xp.where(on_b, ln_b, ln_g)) * _INV_SQRT_2PI
+            lo = xp.where(active & (f < 0), sig, lo)
+            hi = xp.where(active & (f > 0), sig, hi)
+            # ln b ~ -y^2 / (2 sig^2): nearly linear in 1/sig^2, so the lower region
+            # steps in that variable (plain Newton in sig crawls up from small sig).
+            dz = 2.0 * f / (fprime * sig**3)
+            step = xp.where(lower, 1.0 / xp.sqrt(1.0 / (sig * sig) + dz), sig - f / fprime)
+            # Geometric bisection once lo > 0: roots span many orders of magnitude.
+            mid = xp.where(lo > 0, xp.sqrt(lo * hi), 0.5 * (lo + hi))
+            # Inclusive: a converged step rounds onto the bracket end it just set.
+            new = xp.where((step >= lo) & (step <= hi), step, mid)
+            done = xp.abs(new - sig) <= tol * new
+            sig = xp.where(active, new, sig)
+            active &= ~done
+
+        vol = sig / xp.sqrt(xp.where(live, t, 1.0))
+        vol = xp.where(live, vol, xp.nan)
+        vol = xp.where(at_intrinsic, 0.0, vol)
+        vol = xp.where(at_upper, xp.inf, vol)
+    return vol
+
+
+def _log_b_and_gap(xp: Any, sp: Any, y: Any, sig: Any) -> tuple[Any, Any]:
+    """``ln b(y, sig)`` and ``ln(e^{y/2} - b(y, sig))`` for ``y <= 0``, ``sig > 0``.
+
+    Both are written as ``a + ln(sum of erfcx terms)`` on the side where that sum has
+    no cancellation (``d1 <= 0`` for ``b``, ``d1 >= 0`` for the gap), so neither
+    underflows. For ``d1 > 0``, ``b = e^{y/2} (N(d1) - N(d2)) + 2 sinh(y/2) N(d2)``
+    keeps its digits even when it is tiny next to the bound (at the money with a
+    tiny ``sig``); for ``d1 <= 0`` the gap is at least half the bound, so subtracting
+    ``b`` from the bound is exact enough.
+    """
+    x1 = (y / sig + 0.5 * sig) * _INV_SQRT2  # d1 / sqrt(2)
+    x2 = x1 - sig * _INV_SQRT2  # d2 / sqrt(2), always < 0
+    a = -0.5 * (y / sig) ** 2 - 0.125 * sig * sig
+    below = x1 <= 0
+    ln_b_low = a + xp.log(0.5 * (sp.erfcx(xp.where(below, -x1, 0.0)) - sp.erfcx(-x2)))
+    ln_g_high = a + xp.log(0.5 * (sp.erfcx(xp.where(below, 0.0, x1)) + sp.erfcx(-x2)))
+    bound = xp.exp(0.5 * y)
+    # d2 < 0 < d1 here: erf(x1) - erf(x2) is a sum of two positive terms.
+    b_high = 0.5 * bound * (sp.erf(x1) + sp.erf(-x2)) + xp.sinh(0.5 * y) * sp.erfc(-x2)
+    ln_b = xp.where(below, ln_b_low, xp.log(xp.maximum(b_high, _TINY)))
+    ln_g = xp.where(below, xp.log(xp.maximum(bound - xp.exp(ln_b_low), _TINY)), ln_g_high)
+    return ln_b, ln_g

@@ -1,0 +1,194 @@
+"""Account margin: hedges, scaling, what-if vs full recomputation, reservations, fills."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from risk.account import Account
+from risk.model import RiskModel
+from risk.params import MarginProfile
+
+
+def _account(model: RiskModel, positions: dict[str, float], profile: str = "span", cash: float = 1e7) -> Account:
+    acct = Account("A", model.params.profiles[profile], model, cash)
+    for iid, qty in positions.items():
+        row = model.table.index[iid]
+        acct.apply_fill(row, qty, float(model.valuation.mark[row]))
+    return acct
+
+
+def _direct_im(model: RiskModel, positions: dict[str, float], profile: MarginProfile) -> float:
+    """IM recomputed from the blocks with matrix products, no incremental state."""
+    q = np.zeros(len(model.table))
+    for iid, qty in positions.items():
+        q[model.table.index[iid]] += qty
+    total = 0.0
+    for u, block in enumerate(model.blocks):
+        pnl = q[block.rows] @ block.arrays
+        short = sum(max(-q[r], 0.0) * model.option_notional[r] for r in block.rows)
+        total += max(max(-pnl.min(), 0.0), profile.short_option_minimum * short)
+    return total
+
+
+@pytest.fixture
+def model(book_parts) -> RiskModel:
+    return RiskModel(*book_parts)
+
+
+def test_long_future_hedged_with_short_calls_needs_less_than_its_legs(model: RiskModel) -> None:
+    row_c = model.table.index["C7000"]
+    row_f = model.table.index["ES"]
+    # Delta-equivalent: futures delta per contract x 50 against call delta x 100.
+    call_delta = model.valuation.dollar_delta[row_c]
+    fut_delta = model.valuation.dollar_delta[row_f]
+    calls = -round(4 * fut_delta / call_delta)
+    hedged = _account(model, {"ES": 4, "C7000": calls}).initial_margin()
+    alone = _account(model, {"ES": 4}).initial_margin() + _account(model, {"C7000": calls}).initial_margin()
+    assert calls < 0
+    assert hedged < alone
+    assert hedged < 0.5 * alone  # a delta hedge removes most of the directional scan risk
+
+
+def test_butterfly_needs_less_than_its_legs(model: RiskModel) -> None:
+    legs = {"C6800": 10, "C7000": -20, "C7200": 10}
+    fly = _account(model, legs).initial_margin()
+    separate = sum(_account(model, {k: v}).initial_margin() for k, v in legs.items())
+    assert 0 < fly < separate
+
+
+@pytest.mark.parametrize("factor", [2.0, 3.0, 10.0])
+def test_scenario_margin_scales_with_quantity(model: RiskModel, factor: float) -> None:
+    base = {"ES": 3, "C7000": -7, "P6400": 5, "NQC": -4, "NQP": 6}
+    scaled = {k: v * factor for k, v in base.items()}
+    im1 = _account(model, base).initial_margin()
+    imk = _account(model, scaled).initial_margin()
+    assert imk == pytest.approx(factor * im1, rel=1e-12)
+
+
+def test_incremental_margin_equals_direct_recomputation(model: RiskModel) -> None:
+    positions = {"ES": -2, "C6800": 3, "C7000": -9, "P6400": -4, "NQ": 1, "NQC": -5, "NQP": -2}
+    for name in ("span", "som"):
+        profile = model.params.profiles[name]
+        acct = _account(model, positions, name)
+        assert acct.initial_margin() == pytest.approx(_direct_im(model, positions, profile), rel=1e-12)
+
+
+ROWS = ["ES", "C6800", "C7000", "C7200", "P6400", "NQ", "NQC", "NQP", "NDXSPOT"]
+
+
+# book_parts is immutable reference data; the model and account are rebuilt per example.
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    held=st.dictionaries(st.sampled_from(ROWS), st.integers(-30, 30).filter(bool), max_size=6),
+    orders=st.lists(st.tuples(st.sampled_from(ROWS), st.integers(-15, 15).filter(bool)), max_size=4),
+    probe=st.tuples(st.sampled_from(ROWS), st.integers(-25, 25).filter(bool)),
+    profile=st.sampled_from(["span", "som"]),
+)
+def test_what_if_equals_reserve_and_full_recompute(book_parts, held, orders, probe, profile) -> None:
+    model = RiskModel(*book_parts)
+    acct = _account(model, held, profile)
+    for i, (iid, qty) in enumerate(orders):
+        acct.reserve(f"o{i}", model.table.index[iid], qty, 1.0)
+    row, qty = model.table.index[probe[0]], float(probe[1])
+    result = acct.what_if(row, qty)
+    # Independent: worst side of (held + all buys + probe if buy) and (held + all sells + probe if sell).
+    sides = []
+    for sign in (1, -1):
+        pos = dict(held)
+        for iid, oq in orders + [(probe[0], probe[1])]:
+            if np.sign(oq) == sign:
+                pos[iid] = pos.get(iid, 0) + oq
+        sides.append(_direct_im(model, pos, model.params.profiles[profile]))
+    assert result.initial_margin_after == pytest.approx(max(sides), rel=1e-9, abs=1e-6)
+    acct.reserve("probe", row, qty, 1.0)
+    assert acct.initial_margin_with_orders() == pytest.approx(result.initial_margin_after, rel=1e-9, abs=1e-6)
+    acct.release("probe")
+    assert acct.initial_margin_with_orders() == pytest.approx(result.initial_margin_before, rel=1e-9, abs=1e-6)
+
+
+def test_reservation_counts_until_released_then_fill_moves_it_to_positions(model: RiskModel) -> None:
+    acct = _account(model, {"C7000": -10})
+    base = acct.initial_margin_with_orders()
+    row = model.table.index["C7000"]
+    acct.reserve("o1", row, -10, 150.0)
+    reserved = acct.initial_margin_with_orders()
+    assert reserved == pytest.approx(_direct_im(model, {"C7000": -20}, acct.profile), rel=1e-12)
+    assert acct.initial_margin() == pytest.approx(base)  # positions alone unchanged
+    acct.apply_fill(row, -4, 150.0, order_id="o1")  # partial fill: 6 still reserved
+    assert acct.orders["o1"].quantity == -6
+    assert acct.initial_margin() == pytest.approx(_direct_im(model, {"C7000": -14}, acct.profile), rel=1e-12)
+    assert acct.initial_margin_with_orders() == pytest.approx(reserved, rel=1e-12)
+    assert acct.release("o1")
+    assert acct.initial_margin_with_orders() == pytest.approx(acct.initial_margin(), rel=1e-12)
+    assert not acct.release("o1")
+
+
+def test_worst_side_of_buy_and_sell_orders(model: RiskModel) -> None:
+    acct = _account(model, {"ES": 2})
+    row = model.table.index["ES"]
+    acct.reserve("buy", row, 5, 6900.0)
+    acct.reserve("sell", row, -3, 6900.0)
+    expected = max(_direct_im(model, {"ES": 7}, acct.profile), _direct_im(model, {"ES": -1}, acct.profile))
+    assert acct.initial_margin_with_orders() == pytest.approx(expected, rel=1e-12)
+
+
+def test_equity_and_realized_pnl_follow_average_cost(model: RiskModel) -> None:
+    acct = Account("A", model.params.profiles["span"], model, cash=1000.0)
+    row = model.table.index["ES"]
+    mark = float(model.valuation.mark[row])
+    acct.apply_fill(row, 2, mark - 10.0)
+    acct.apply_fill(row, 2, mark - 20.0)  # average: mark - 15
+    equity, upl = acct.equity()
+    assert upl == pytest.approx(4 * 15.0 * 50)
+    acct.apply_fill(row, -3, mark)  # realizes 3 x 15 x 50
+    assert acct.cash == pytest.approx(1000.0 + 3 * 15.0 * 50)
+    assert acct.equity()[0] == pytest.approx(equity)  # closing at the mark leaves equity unchanged
+    acct.apply_fill(row, -3, mark + 5.0)  # flips to short 2 at mark + 5
+    assert acct.positions[row].quantity == -2
+    assert acct.positions[row].average_price == pytest.approx(mark + 5.0)
+
+
+def test_margin_report_names_binding_scenario_and_contributors(model: RiskModel) -> None:
+    acct = _account(model, {"NQ": -3, "NQP": -10, "NQC": 2, "C7000": -1})
+    report = acct.margin()
+    assert report.initial_margin == pytest.approx(acct.initial_margin())
+    assert report.maintenance_margin == pytest.approx(0.8 * report.initial_margin)
+    assert report.margin_ratio == pytest.approx(report.maintenance_margin / report.equity)
+    worst = max(report.underlyings, key=lambda u: u.requirement)
+    assert report.binding_underlying == worst.underlying == "NDX"
+    # The contributors' P&L in the binding scenario sums to minus the scan risk.
+    assert sum(c.scenario_pnl for c in report.top_contributors) == pytest.approx(-worst.scan_risk, rel=1e-12)
+    assert [c.scenario_pnl for c in report.top_contributors] == sorted(c.scenario_pnl for c in report.top_contributors)
+
+
+def test_short_option_minimum_floors_a_far_otm_short(model: RiskModel) -> None:
+    acct = _account(model, {"P6400": -1}, profile="som")
+    notional = model.option_notional[model.table.index["P6400"]]
+    assert acct.initial_margin() >= 0.01 * notional
+    assert acct.initial_margin() == pytest.approx(_direct_im(model, {"P6400": -1}, acct.profile), rel=1e-12)
+
+
+def test_var_profile_uses_history(book_parts) -> None:
+    table, market, params = book_parts
+    rng = np.random.default_rng(1)
+    returns = rng.multivariate_normal([0, 0], [[1e-4, 8e-5], [8e-5, 2e-4]], size=300)
+    model = RiskModel(table, market, params, returns)
+    profile = MarginProfile(methods=("scenario", "parametric_var", "historical_var"))
+    acct = Account("A", profile, model, 1e7)
+    row = table.index["ES"]
+    acct.apply_fill(row, 10, float(model.valuation.mark[row]))
+    report = acct.margin()
+    # A futures-only book: delta-gamma VaR = delta-normal VaR = z sigma |dollar delta|.
+    dd = 10 * model.valuation.dollar_delta[row]
+    sigma = math.sqrt(model.covariance[0, 0])
+    assert report.methods.parametric_var == pytest.approx(2.3263478740408408 * sigma * dd, rel=1e-9)
+    pnl = np.sort(returns[:, 0] * dd)
+    k = math.ceil(0.01 * len(pnl))
+    assert report.methods.historical_var == pytest.approx(-pnl[k - 1], rel=1e-9)
+    assert report.initial_margin == pytest.approx(max(report.methods.scenario, report.methods.parametric_var,
+                                                      report.methods.historical_var))
