@@ -122,6 +122,10 @@ def load_book(path: str) -> tuple[Book, RiskdConfig]:
 def build_model(config: RiskdConfig, market: MarketSnapshot, source: str = "") -> RiskModel:
     """The risk model of ``config``'s reference data at ``market``, with VaR history if configured."""
     table = InstrumentTable(config.underlyings, config.instruments)
+    for uid in table.underlying_ids:
+        if uid not in market.underlyings:
+            raise ConfigError(source, f"market.underlyings.{uid}", "required: the config trades this underlying"
+                              f" but the market snapshot has no quote for it")
     history_returns = None
     if config.history is not None:
         history = read_history(resolve_data_path(config.history))

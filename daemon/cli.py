@@ -43,10 +43,17 @@ def _cmd_price(args: argparse.Namespace) -> int:
 def _cmd_config_check(args: argparse.Namespace) -> int:
     from daemon.config import load_config
 
+    from daemon.config import resolve_data_path
+    from risk.history import read_history
+
     config = load_config(args.file)
+    history = ""
+    if config.history is not None:
+        loaded = read_history(resolve_data_path(config.history))
+        history = f", history {len(loaded.dates)} days of {list(loaded.underlyings)}"
     print(f"{args.file}: ok ({len(config.underlyings)} underlyings, {len(config.instruments)} instruments,"
           f" {len(config.accounts)} accounts, grids {sorted(config.margin.grids)},"
-          f" profiles {sorted(config.margin.profiles)})")
+          f" profiles {sorted(config.margin.profiles)}{history})")
     return 0
 
 
@@ -96,6 +103,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"riskd: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # The reader went away (e.g. `riskd demo | head`): not an error of ours.
+        sys.stderr.close()
+        return 0
     except (OSError, ValueError) as exc:
         print(f"riskd: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2

@@ -92,10 +92,28 @@ def check_references(config: RiskdConfig, source: str) -> InstrumentTable:
     if len(set(ids)) != len(ids):
         dup = next(a for a in ids if ids.count(a) > 1)
         raise ConfigError(source, "accounts", f"account id {dup!r} is defined twice")
+    _check_instruments(config, source)
     try:
         return InstrumentTable(config.underlyings, config.instruments)
     except ReferenceDataError as exc:
         raise ConfigError(source, "instruments", str(exc)) from None
+
+
+def _check_instruments(config: RiskdConfig, source: str) -> None:
+    underlyings = [u.id for u in config.underlyings]
+    kinds: dict[str, tuple[str, str]] = {}
+    for i, inst in enumerate(config.instruments):
+        if inst.id in kinds:
+            raise ConfigError(source, f"instruments[{i}].id", f"instrument id {inst.id!r} is defined twice")
+        kinds[inst.id] = (inst.kind, inst.underlying)
+        if inst.underlying not in underlyings:
+            raise ConfigError(source, f"instruments[{i}].underlying",
+                              f"expected one of the underlyings {underlyings}, found {inst.underlying!r}")
+    for i, inst in enumerate(config.instruments):
+        if inst.on_future is not None and kinds.get(inst.on_future) != ("future", inst.underlying):
+            futures = [k for k, (kind, und) in kinds.items() if kind == "future" and und == inst.underlying]
+            raise ConfigError(source, f"instruments[{i}].on_future",
+                              f"expected a future on {inst.underlying} (one of {futures}), found {inst.on_future!r}")
 
 
 def load_config(path: str | Path) -> RiskdConfig:

@@ -1,12 +1,18 @@
 """Turn a msgspec validation error into "file: dotted.path: expected X, found Y".
 
-msgspec reports dict entries as ``[...]`` without the key; this module walks the
-target type alongside the raw TOML data to find which key failed, so the message
-names the exact field a person has to fix.
+msgspec reports dict entries as ``[...]`` without the key. To name the key, each
+entry of that dict is decoded alone (the rest of the document unchanged): the
+entry that reproduces the original error is the one at fault. The target type is
+then walked along the resolved path to say what a field accepts (the allowed
+values of a choice, the families of a tagged union).
+
+Checks in ``__post_init__`` name their field by starting the message with
+``"<field>: "``; the field is then appended to the path.
 """
 
 from __future__ import annotations
 
+import copy
 import re
 from typing import Any
 
@@ -15,6 +21,7 @@ import msgspec.inspect as mi
 
 _PATH = re.compile(r"^(?P<what>.*) - at `\$(?P<path>[^`]*)`$", re.S)
 _SEGMENT = re.compile(r"\.([A-Za-z_][A-Za-z0-9_]*)|\[(\d+|\.\.\.)\]")
+_FIELD_PREFIX = re.compile(r"^([a-z_][a-z0-9_]*): (.*)$", re.S)
 _MISSING = object()
 
 
@@ -27,96 +34,103 @@ class ConfigError(ValueError):
         super().__init__(f"{where}: {message}")
 
 
-def _struct_for(info: Any, raw: Any) -> Any:
-    """The StructType of ``info`` matching ``raw`` (resolving tagged unions by tag)."""
-    if isinstance(info, mi.StructType):
-        return info
-    if isinstance(info, mi.UnionType):
-        for member in info.types:
-            if isinstance(member, mi.StructType):
-                tag_field = member.tag_field
-                if tag_field is None or (isinstance(raw, dict) and raw.get(tag_field) == member.tag):
-                    return member
-    return None
+def _set_at(root: Any, keys: list[Any], value: Any) -> None:
+    node = root
+    for key in keys[:-1]:
+        node = node[key]
+    node[keys[-1]] = value
 
 
-def _inner(info: Any) -> Any:
-    while isinstance(info, (mi.Metadata,)):
+def _locate(target: type, raw: Any, path: str, original: str) -> tuple[list[Any], Any]:
+    """Resolve msgspec's path into the real keys and indices, and the raw value there."""
+    keys: list[Any] = []
+    value: Any = raw
+    for attr, index in _SEGMENT.findall(path):
+        if attr:
+            keys.append(attr)
+            value = value.get(attr, _MISSING) if isinstance(value, dict) else _MISSING
+        elif index != "...":
+            keys.append(int(index))
+            value = value[int(index)] if isinstance(value, list) and int(index) < len(value) else _MISSING
+        else:
+            found = None
+            if isinstance(value, dict):
+                for key, item in value.items():
+                    if keys:
+                        trial = copy.deepcopy(raw)
+                        _set_at(trial, keys, {key: item})
+                    else:
+                        trial = {key: item}
+                    try:
+                        msgspec.convert(trial, target)
+                    except msgspec.ValidationError as exc:
+                        if str(exc) == original:
+                            found = key
+                            break
+            if found is None:
+                keys.append("[...]")
+                value = _MISSING
+            else:
+                keys.append(found)
+                value = value[found]
+    return keys, value
+
+
+def _dotted(keys: list[Any]) -> str:
+    out = ""
+    for key in keys:
+        out += f"[{key}]" if isinstance(key, int) else (f".{key}" if out else str(key))
+    return out
+
+
+def _unwrap(info: Any) -> Any:
+    while isinstance(info, mi.Metadata):
         info = info.type
     if isinstance(info, mi.UnionType):
-        non_none = [t for t in info.types if not isinstance(t, mi.NoneType)]
-        if len(non_none) == 1:
-            return _inner(non_none[0])
+        members = [t for t in info.types if not isinstance(t, mi.NoneType)]
+        if len(members) == 1:
+            return _unwrap(members[0])
     return info
 
 
-def _item_type(info: Any) -> Any:
-    if isinstance(info, (mi.ListType, mi.VarTupleType, mi.SetType, mi.FrozenSetType)):
-        return info.item_type
-    return None
-
-
-def _locate(target: type, raw: Any, path: str) -> tuple[str, Any]:
-    """Resolve msgspec's path (with ``[...]`` for dict keys) into a dotted path and the raw value."""
+def _field_type(target: type, raw: Any, keys: list[Any]) -> tuple[Any, Any]:
+    """(type info of the field at ``keys``, the struct or union that holds it)."""
     info: Any = mi.type_info(target)
+    parent: Any = None
     value: Any = raw
-    parts: list[str] = []
-    for attr, index in _SEGMENT.findall(path):
-        info = _inner(info)
-        if attr:
-            struct = _struct_for(info, value)
-            field = next((f for f in struct.fields if f.encode_name == attr), None) if struct else None
-            info = field.type if field else None
-            value = value.get(attr, _MISSING) if isinstance(value, dict) else _MISSING
-            parts.append(attr)
-        elif index == "...":
-            if not (isinstance(info, mi.DictType) and isinstance(value, dict)):
-                parts.append("[...]")
-                continue
-            key_found = None
-            for key, item in value.items():
-                try:
-                    msgspec.convert(item, _python_type(info.value_type), strict=False)
-                except msgspec.ValidationError:
-                    key_found = key
-                    break
-                except TypeError:
-                    break
-            if key_found is None:
-                parts.append("[...]")
-                value = _MISSING
-            else:
-                parts.append(str(key_found))
-                value = value[key_found]
+    for key in keys:
+        info = _unwrap(info)
+        parent = info
+        if isinstance(key, int):
+            info = getattr(info, "item_type", None)
+            value = value[key] if isinstance(value, list) and key < len(value) else None
+            continue
+        if isinstance(info, mi.DictType):
             info = info.value_type
         else:
-            info = _item_type(info)
-            i = int(index)
-            value = value[i] if isinstance(value, list) and i < len(value) else _MISSING
-            parts[-1:] = [f"{parts[-1]}[{i}]"] if parts else [f"[{i}]"]
-    return ".".join(parts), value
+            structs = info.types if isinstance(info, mi.UnionType) else (info,)
+            struct = next((s for s in structs if isinstance(s, mi.StructType) and
+                           (s.tag_field is None or (isinstance(value, dict) and value.get(s.tag_field) == s.tag))),
+                          None)
+            if isinstance(info, mi.UnionType) and struct is None:
+                return info, parent
+            field = next((f for f in struct.fields if f.encode_name == key), None) if struct else None
+            info = field.type if field else None
+        value = value.get(key) if isinstance(value, dict) else None
+    return info, parent
 
 
-def _python_type(info: Any) -> Any:
-    """Rebuild a Python type from a msgspec.inspect type, for re-validation of one entry."""
-    info = _inner(info)
-    if isinstance(info, mi.StructType):
-        return info.cls
-    if isinstance(info, mi.UnionType):
-        members = tuple(_python_type(t) for t in info.types)
-        out = members[0]
-        for m in members[1:]:
-            out = out | m
-        return out
-    if isinstance(info, mi.DictType):
-        return dict[_python_type(info.key_type), _python_type(info.value_type)]
+def _choices(info: Any, parent: Any, last_key: Any) -> list[Any] | None:
+    info = _unwrap(info)
+    if isinstance(info, mi.LiteralType):
+        return list(info.values)
     if isinstance(info, (mi.ListType, mi.VarTupleType)):
-        return list[_python_type(info.item_type)]
-    simple = {mi.FloatType: float, mi.IntType: int, mi.StrType: str, mi.BoolType: bool, mi.NoneType: type(None)}
-    for cls, py in simple.items():
-        if isinstance(info, cls):
-            return py
-    return Any
+        return _choices(info.item_type, None, None)
+    if isinstance(info, mi.UnionType) or isinstance(parent, mi.UnionType):
+        union = info if isinstance(info, mi.UnionType) else parent
+        tags = [s.tag for s in union.types if isinstance(s, mi.StructType) and s.tag_field == last_key]
+        return tags or None
+    return None
 
 
 def _describe(value: Any) -> str:
@@ -130,19 +144,27 @@ def explain(error: msgspec.ValidationError, target: type, raw: Any, source: str)
     text = str(error)
     m = _PATH.match(text)
     what, path = (m.group("what"), m.group("path")) if m else (text, "")
-    dotted, value = _locate(target, raw, path)
-    missing = re.match(r"Object missing required field `(\w+)`", what)
-    unknown = re.match(r"Object contains unknown field `(\w+)`", what)
-    expected = re.match(r"Expected `([^`]+)`(.*?)(?:, got `(\w+)`)?$", what)
-    if missing:
-        dotted = f"{dotted}.{missing.group(1)}" if dotted else missing.group(1)
-        return ConfigError(source, dotted, "required field is missing")
-    if unknown:
-        dotted = f"{dotted}.{unknown.group(1)}" if dotted else unknown.group(1)
-        return ConfigError(source, dotted, "unknown field (misspelt, or not valid here)")
-    if expected:
-        want = expected.group(1) + expected.group(2)
-        return ConfigError(source, dotted, f"expected {want}, found {_describe(value)}")
-    if what.startswith("Invalid value"):
-        return ConfigError(source, dotted, f"{what.lower()}; found {_describe(value)}")
+    keys, value = _locate(target, raw, path, text)
+    dotted = _dotted(keys)
+
+    def at(extra: str) -> str:
+        return f"{dotted}.{extra}" if dotted else extra
+
+    if mm := re.match(r"Object missing required field `(\w+)`", what):
+        return ConfigError(source, at(mm.group(1)), "required field is missing")
+    if mm := re.match(r"Object contains unknown field `(\w+)`", what):
+        return ConfigError(source, at(mm.group(1)), "unknown field (misspelt, or not valid here)")
+    if mm := re.match(r"Expected `([^`]+)`(.*?)(?:, got `(\w+)`)?$", what):
+        return ConfigError(source, dotted, f"expected {mm.group(1)}{mm.group(2)}, found {_describe(value)}")
+    if what.startswith(("Invalid value", "Invalid enum value")):
+        info, parent = _field_type(target, raw, [k for k in keys if k != "[...]"])
+        choices = _choices(info, parent, keys[-1] if keys else None)
+        expected = f"one of {', '.join(repr(c) for c in choices)}" if choices else "a valid value"
+        return ConfigError(source, dotted, f"expected {expected}, found {_describe(value)}")
+    if "RFC3339" in what:
+        kind = "a date (YYYY-MM-DD)" if "date" in what and "datetime" not in what else \
+            "a date-time (YYYY-MM-DDTHH:MM:SSZ)"
+        return ConfigError(source, dotted, f"expected {kind}, found {_describe(value)}")
+    if mm := _FIELD_PREFIX.match(what):
+        return ConfigError(source, at(mm.group(1)), mm.group(2))
     return ConfigError(source, dotted, what)

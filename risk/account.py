@@ -68,8 +68,9 @@ class AccountMargin(msgspec.Struct, frozen=True):
 
     ``initial_margin_with_orders``: IM counting open orders on their worst side.
     ``margin_ratio``: MM / equity, a fraction. ``binding_*``: the underlying and
-    scenario that drive scenario margin ("" when nothing loses); ``top_contributors``: the positions that
-    lose most in it, worst first.
+    scenario that drive scenario margin ("" when nothing loses); ``top_contributors``:
+    the positions' P&L in that scenario, worst first (gains included: hedges offset
+    losses, and all of them together sum to minus the scan risk).
     """
 
     account: str

@@ -13,7 +13,8 @@ sqrt(t)``; ``b`` rises from 0 to ``e^{y/2}``, convex below ``sig_c = sqrt(-2y)``
 concave above it. Below ``b(sig_c)`` the solver runs Newton on ``ln b`` in the
 variable ``1/sig^2`` (deep OTM prices may be 1e-200: only the log is well scaled, it
 is computed through ``erfcx`` so it never underflows, and it is nearly linear in
-``1/sig^2``); above, Newton on ``ln(e^{y/2} - b)`` in ``sig`` (near the upper bound
+``1/sig^2``), or in ``ln sig`` nearer the money; above, Newton in ``sig`` on ``ln b``
+or on ``ln(e^{y/2} - b)``, whichever of the two is the smaller (near the upper bound
 only the distance to it carries information). Every step is kept inside a bracket
 that each evaluation tightens, with bisection as the fallback, so it always
 converges; from the asymptotic initial guesses it takes 2-5 steps, 8 at most on the
@@ -64,8 +65,9 @@ def implied_vol(
     ``target_price`` is in currency per unit of underlying, ``t`` in years, ``r`` and
     ``q`` fractions per year; ``is_call`` and ``black76`` are booleans (arrays or
     scalars). The iteration stops per element when a step changes the total deviation
-    ``vol sqrt(t)`` by less than ``tol`` relative, and for all after ``max_iter``
-    vectorized steps. NaN / 0 / inf cases: see the module docstring.
+    ``vol sqrt(t)`` by less than ``tol`` relative or the residual is down to its own
+    rounding, and for all after ``max_iter`` vectorized steps (each only over the
+    elements still unconverged). NaN / 0 / inf cases: see the module docstring.
     """
     xp = array_module(target_price, is_call, s, k, r, q, t, black76)
     sp = special_module(xp)
@@ -93,98 +95,114 @@ def implied_vol(
         at_intrinsic = valid & (otm <= slack)
         at_upper = valid & ~at_intrinsic & (price == upper) & (t > 0)
         live = valid & ~at_intrinsic & ~at_upper & (t > 0)
+        vol = xp.where(at_intrinsic, 0.0, xp.where(at_upper, xp.inf, xp.nan)).reshape(-1)
 
-        # Dummy but harmless values off the live set keep the vector math quiet.
-        norm = xp.sqrt(sq * kr)
-        y = -xp.abs(xp.log(s / k) + (r - q) * t)
-        y = xp.where(live, y, -1.0)
-        beta = xp.where(live, otm / norm, 0.1)
-        gap = xp.where(live, (upper - price) / norm, 0.1)
-        ln_beta = xp.log(xp.maximum(beta, _TINY))
-        ln_gap = xp.log(xp.maximum(gap, _TINY))
-        sig_c = xp.sqrt(-2.0 * y)
-        hi = 2.0 * sig_c + 40.0  # d1 >= 20 there: b equals its bound to double precision
+        i = xp.nonzero(live.ravel())[0]
+        if i.size:
+            sq, kr, t = sq.ravel()[i], kr.ravel()[i], t.ravel()[i]
+            norm = xp.sqrt(sq * kr)
+            y = -xp.abs(xp.log(s.ravel()[i] / k.ravel()[i]) + (r.ravel()[i] - q.ravel()[i]) * t)
+            beta = otm.ravel()[i] / norm
+            gap = (upper.ravel()[i] - price.ravel()[i]) / norm
+            vol[i] = _solve(xp, sp, y, beta, gap, max_iter, tol) / xp.sqrt(t)
+    return vol.reshape(price.shape)
 
-        ln_b_c, _ = _log_b_and_gap(xp, sp, y, xp.maximum(sig_c, 1e-150))
-        lower = (y < 0) & (ln_beta <= ln_b_c)
-        # Solve on whichever of b and its gap to the bound is the smaller: that one is
-        # known to full relative precision (near the money with a tiny sig, b ~ 1e-5
-        # while the gap is 1 - 1e-5 and has lost five digits of it).
-        on_b = lower | (beta <= gap)
 
-        # Above sig_c: gap ~ (e^{y/2} + e^{-y/2}) N(-sig/2), exact at the money. Where
-        # b is the small one, the same guess is written through b to keep its digits.
-        cosh = xp.cosh(0.5 * y)
-        guess_up = xp.where(
-            on_b,
-            2.0 / _INV_SQRT2 * sp.erfinv(xp.minimum((beta + xp.sinh(-0.5 * y)) / cosh, 1.0)),
-            -2.0 * sp.ndtri(xp.minimum(gap / (2.0 * cosh), 0.5)),
-        )
+def _solve(xp: Any, sp: Any, y: Any, beta: Any, gap: Any, max_iter: int, tol: float) -> Any:
+    """Total deviation ``sig`` with ``b(y, sig) = beta``, ``e^{y/2} - b = gap`` (1-D)."""
+    ln_beta = xp.log(xp.maximum(beta, _TINY))
+    ln_gap = xp.log(xp.maximum(gap, _TINY))
+    sig_c = xp.sqrt(-2.0 * y)
+    hi = 2.0 * sig_c + 40.0  # d1 >= 20 there: b equals its bound to double precision
+
+    lower = (y < 0) & (ln_beta <= _log_b_and_gap(xp, sp, y, xp.maximum(sig_c, 1e-150))[0])
+    # Solve on whichever of b and its gap to the bound is the smaller: that one is
+    # known to full relative precision (near the money with a tiny sig, b ~ 1e-5
+    # while the gap is 1 - 1e-5 and has lost five digits of it).
+    on_b = lower | (beta <= gap)
+
+    # Above sig_c: gap ~ (e^{y/2} + e^{-y/2}) N(-sig/2), exact at the money. Where b is
+    # the small one, the same guess is written through b to keep its digits.
+    cosh = xp.cosh(0.5 * y)
+    guess_up = xp.where(
+        on_b,
+        2.0 / _INV_SQRT2 * sp.erfinv(xp.minimum((beta + xp.sinh(-0.5 * y)) / cosh, 1.0)),
+        -2.0 * sp.ndtri(xp.minimum(gap / (2.0 * cosh), 0.5)),
+    )
+    sig = xp.clip(guess_up, sig_c, hi)
+    j = xp.nonzero(lower)[0]
+    if j.size:
         # Lower region: b ~ e^{-y^2/2sig^2 - sig^2/8} sig^3 / (y^2 sqrt(2 pi)), solved
         # for sig by fixed-point iteration (the log term varies slowly).
-        guess_lo = 0.5 * sig_c
+        yj, ln_bj, cj = y[j], ln_beta[j], sig_c[j]
+        guess = 0.5 * cj
         for _ in range(3):
-            u = xp.log(guess_lo**3 / (y * y)) - _LN_SQRT_2PI - guess_lo**2 / 8.0 - ln_beta
-            guess_lo = xp.minimum(-y / xp.sqrt(2.0 * xp.maximum(u, 1e-3)), sig_c)
-        # Near the money the lower asymptotics fail and the upper guess (made for
-        # y = 0) is the better one: keep whichever misses ln(beta) by less.
-        alt = xp.clip(guess_up, 1e-150, sig_c)
-        miss_lo = xp.abs(_log_b_and_gap(xp, sp, y, guess_lo)[0] - ln_beta)
-        miss_alt = xp.abs(_log_b_and_gap(xp, sp, y, alt)[0] - ln_beta)
-        guess_lo = xp.where(miss_alt < miss_lo, alt, guess_lo)
-        sig = xp.where(lower, guess_lo, xp.clip(guess_up, sig_c, hi))
-        sig = xp.where(xp.isfinite(sig) & (sig > 0), sig, 0.5 * hi)
+            u = xp.log(guess**3 / (yj * yj)) - _LN_SQRT_2PI - guess**2 / 8.0 - ln_bj
+            guess = xp.minimum(-yj / xp.sqrt(2.0 * xp.maximum(u, 1e-3)), cj)
+        # Near the money those asymptotics fail and the upper guess (made for y = 0)
+        # is the better one: keep whichever misses ln(beta) by less.
+        alt = xp.clip(guess_up[j], 1e-150, cj)
+        miss = xp.abs(_log_b_and_gap(xp, sp, yj, guess)[0] - ln_bj)
+        miss_alt = xp.abs(_log_b_and_gap(xp, sp, yj, alt)[0] - ln_bj)
+        sig[j] = xp.where(miss_alt < miss, alt, guess)
+    sig = xp.where(xp.isfinite(sig) & (sig > 0), sig, 0.5 * hi)
 
-        lo = xp.zeros_like(sig)
-        active = live.copy()
-        for _ in range(max_iter):
-            if not bool(xp.any(active)):
-                break
-            a = -0.5 * (y / sig) ** 2 - 0.125 * sig * sig  # ln(sqrt(2 pi) * vega)
-            ln_b, ln_g = _log_b_and_gap(xp, sp, y, sig)
-            # f increases with sig in both regions; f' = vega/b or vega/gap.
-            f = xp.where(on_b, ln_b - ln_beta, ln_gap - ln_g)
-            fprime = xp.exp(a - xp.where(on_b, ln_b, ln_g)) * _INV_SQRT_2PI
-            lo = xp.where(active & (f < 0), sig, lo)
-            hi = xp.where(active & (f > 0), sig, hi)
-            # ln b ~ -y^2 / (2 sig^2): nearly linear in 1/sig^2, so the lower region
-            # steps in that variable (plain Newton in sig crawls up from small sig).
-            dz = 2.0 * f / (fprime * sig**3)
-            step = xp.where(lower, 1.0 / xp.sqrt(1.0 / (sig * sig) + dz), sig - f / fprime)
-            # Geometric bisection once lo > 0: roots span many orders of magnitude.
-            mid = xp.where(lo > 0, xp.sqrt(lo * hi), 0.5 * (lo + hi))
-            # Inclusive: a converged step rounds onto the bracket end it just set.
-            new = xp.where((step >= lo) & (step <= hi), step, mid)
-            done = xp.abs(new - sig) <= tol * new
-            sig = xp.where(active, new, sig)
-            active &= ~done
+    lo = xp.zeros_like(sig)
+    active = xp.arange(sig.size)
+    for _ in range(max_iter):
+        if not active.size:
+            break
+        # Only the unconverged elements are worked on: most finish in 3-4 steps.
+        ya, sa, la, ha, ob = y[active], sig[active], lo[active], hi[active], on_b[active]
+        ln_b, ln_g, noise = _log_b_and_gap(xp, sp, ya, sa)
+        # f increases with sig in both regions; f' = vega/b or vega/gap.
+        f = xp.where(ob, ln_b - ln_beta[active], ln_gap[active] - ln_g)
+        a = -0.5 * (ya / sa) ** 2 - 0.125 * sa * sa  # ln(sqrt(2 pi) * vega)
+        fprime = xp.exp(a - xp.where(ob, ln_b, ln_g)) * _INV_SQRT_2PI
+        la = xp.where(f < 0, sa, la)
+        ha = xp.where(f > 0, sa, ha)
+        # Deep below the money ln b ~ -y^2 / (2 sig^2), nearly linear in 1/sig^2 (a
+        # plain Newton step in sig crawls up from small sig); nearer the money
+        # ln b ~ ln sig + const: Newton in ln sig. Above sig_c, Newton in sig.
+        step = xp.where(ya * ya > sa * sa, 1.0 / xp.sqrt(1.0 / (sa * sa) + 2.0 * f / (fprime * sa**3)),
+                        sa * xp.exp(-f / (fprime * sa)))
+        step = xp.where(lower[active], step, sa - f / fprime)
+        # Geometric bisection once lo > 0: roots span many orders of magnitude.
+        mid = xp.where(la > 0, xp.sqrt(la * ha), 0.5 * (la + ha))
+        # Inclusive: a converged step rounds onto the bracket end it just set.
+        new = xp.where((step >= la) & (step <= ha), step, mid)
+        sig[active], lo[active], hi[active] = new, la, ha
+        # Done when the step is below tol, or the residual is down to the rounding of
+        # its own evaluation (beyond that the steps only chase noise).
+        done = (xp.abs(new - sa) <= tol * new) | (xp.abs(f) <= 4.0 * xp.where(ob, noise, _EPS))
+        active = active[~done]
+    return sig
 
-        vol = sig / xp.sqrt(xp.where(live, t, 1.0))
-        vol = xp.where(live, vol, xp.nan)
-        vol = xp.where(at_intrinsic, 0.0, vol)
-        vol = xp.where(at_upper, xp.inf, vol)
-    return vol
 
+def _log_b_and_gap(xp: Any, sp: Any, y: Any, sig: Any) -> tuple[Any, Any, Any]:
+    """``ln b(y, sig)``, ``ln(e^{y/2} - b(y, sig))`` and the rounding error of ``ln b``.
 
-def _log_b_and_gap(xp: Any, sp: Any, y: Any, sig: Any) -> tuple[Any, Any]:
-    """``ln b(y, sig)`` and ``ln(e^{y/2} - b(y, sig))`` for ``y <= 0``, ``sig > 0``.
-
-    Both are written as ``a + ln(sum of erfcx terms)`` on the side where that sum has
-    no cancellation (``d1 <= 0`` for ``b``, ``d1 >= 0`` for the gap), so neither
-    underflows. For ``d1 > 0``, ``b = e^{y/2} (N(d1) - N(d2)) + 2 sinh(y/2) N(d2)``
-    keeps its digits even when it is tiny next to the bound (at the money with a
-    tiny ``sig``); for ``d1 <= 0`` the gap is at least half the bound, so subtracting
-    ``b`` from the bound is exact enough.
+    For ``y <= 0``, ``sig > 0``. Both logs are written as ``a + ln(sum of erfcx
+    terms)`` on the side where that sum has no cancellation (``d1 <= 0`` for ``b``,
+    ``d1 >= 0`` for the gap), so neither underflows. For ``d1 > 0``, ``b = e^{y/2}
+    (N(d1) - N(d2)) + 2 sinh(y/2) N(d2)`` keeps its digits even when it is tiny next
+    to the bound (at the money with a tiny ``sig``); for ``d1 <= 0`` the gap is at
+    least half the bound, so subtracting ``b`` from it is exact enough. Near the
+    money with a tiny ``sig`` the two terms of ``b`` still cancel: the third result,
+    eps times their size over their difference, says by how much.
     """
     x1 = (y / sig + 0.5 * sig) * _INV_SQRT2  # d1 / sqrt(2)
     x2 = x1 - sig * _INV_SQRT2  # d2 / sqrt(2), always < 0
     a = -0.5 * (y / sig) ** 2 - 0.125 * sig * sig
     below = x1 <= 0
-    ln_b_low = a + xp.log(0.5 * (sp.erfcx(xp.where(below, -x1, 0.0)) - sp.erfcx(-x2)))
-    ln_g_high = a + xp.log(0.5 * (sp.erfcx(xp.where(below, 0.0, x1)) + sp.erfcx(-x2)))
+    e1, e2 = sp.erfcx(xp.where(below, -x1, 0.0)), sp.erfcx(-x2)
+    ln_b_low = a + xp.log(0.5 * (e1 - e2))
+    ln_g_high = a + xp.log(0.5 * (sp.erfcx(xp.where(below, 0.0, x1)) + e2))
     bound = xp.exp(0.5 * y)
     # d2 < 0 < d1 here: erf(x1) - erf(x2) is a sum of two positive terms.
-    b_high = 0.5 * bound * (sp.erf(x1) + sp.erf(-x2)) + xp.sinh(0.5 * y) * sp.erfc(-x2)
+    up, down = 0.5 * bound * (sp.erf(x1) + sp.erf(-x2)), xp.sinh(0.5 * y) * sp.erfc(-x2)
+    b_high = up + down
     ln_b = xp.where(below, ln_b_low, xp.log(xp.maximum(b_high, _TINY)))
     ln_g = xp.where(below, xp.log(xp.maximum(bound - xp.exp(ln_b_low), _TINY)), ln_g_high)
-    return ln_b, ln_g
+    noise = _EPS * xp.where(below, (e1 + e2) / (e1 - e2), (up - down) / b_high)
+    return ln_b, ln_g, noise

@@ -10,7 +10,6 @@ arguments of :func:`risk.pricing.greeks`.
 from __future__ import annotations
 
 import datetime as dt
-import math
 from typing import Annotated
 
 import msgspec
@@ -179,7 +178,3 @@ def pricing_inputs(table: InstrumentTable, market: MarketSnapshot) -> PricingInp
         vol[row] = ovol
     return PricingInputs(s=s, t=t, r=r, q=q, vol=vol, spot=spot)
 
-
-def is_finite_quote(value: float) -> bool:
-    """True for a usable price or vol: finite and strictly positive."""
-    return math.isfinite(value) and value > 0.0

@@ -35,7 +35,8 @@ class SpanGrid(_Frozen, tag="span", tag_field="family"):
     vol, 0.04 = 4 vol points): 14 scenarios. Then two extreme moves of
     +-``extreme_multiple`` x the range, vol unchanged, whose P&L counts at
     ``extreme_fraction`` (0.35 in SPAN). ``lookahead_days`` of time decay is applied
-    to every scenario (SPAN uses the time to the next settlement).
+    to every option scenario (SPAN uses the time to the next settlement); futures
+    are revalued at F x (1 + move), their carry over the lookahead ignored.
     """
 
     price_scan_range: PositiveFloat
@@ -57,6 +58,7 @@ class PortfolioGrid(_Frozen, tag="portfolio", tag_field="family"):
     ``long_dated_power`` at or above it; DTE is floored at ``min_dte_days``; the
     shocked vol is floored at ``vol_floor``. The extended table of large moves
     (vol unchanged) counts at ``extended_dampener`` (a fraction) of its P&L.
+    Futures are revalued at F x (1 + move) in every family.
     """
 
     max_move: PositiveFloat = 0.16
@@ -111,9 +113,9 @@ class MarginProfile(_Frozen):
 
     def __post_init__(self) -> None:
         if not self.methods:
-            raise ValueError("methods must name at least one of scenario, parametric_var, historical_var")
+            raise ValueError("methods: expected at least one of scenario, parametric_var, historical_var")
         if len(set(self.methods)) != len(self.methods):
-            raise ValueError(f"methods lists a method twice: {list(self.methods)}")
+            raise ValueError(f"methods: a method is listed twice: {list(self.methods)}")
 
 
 class TierThresholds(_Frozen):
@@ -131,14 +133,14 @@ class TierThresholds(_Frozen):
     hysteresis: NonNegativeFloat = 0.05
 
     def __post_init__(self) -> None:
-        ladder = [self.margin_call, self.reduce_only, self.partial_liquidation, self.full_liquidation]
-        if any(b <= a for a, b in zip(ladder, ladder[1:])):
-            raise ValueError(
-                "thresholds must increase: margin_call < reduce_only < partial_liquidation"
-                f" < full_liquidation, found {ladder}"
-            )
+        names = ("margin_call", "reduce_only", "partial_liquidation", "full_liquidation")
+        for lower, upper in zip(names, names[1:]):
+            if getattr(self, upper) <= getattr(self, lower):
+                # "field: message" lets the config loader name the field.
+                raise ValueError(f"{upper}: thresholds must increase up the ladder; expected above {lower}"
+                                 f" ({getattr(self, lower)}), found {getattr(self, upper)}")
         if self.hysteresis >= self.margin_call:
-            raise ValueError(f"hysteresis {self.hysteresis} must be below margin_call {self.margin_call}")
+            raise ValueError(f"hysteresis: expected below margin_call ({self.margin_call}), found {self.hysteresis}")
 
 
 class StressScenario(_Frozen):
@@ -198,9 +200,13 @@ class InstrumentSpec(_Frozen):
     on_future: Identifier | None = None
 
     def __post_init__(self) -> None:
+        # Messages start with the field name so the config loader can point at it.
         if self.kind in ("future", "option") and self.expiry is None:
-            raise ValueError(f"instrument {self.id!r}: a {self.kind} needs an expiry date")
-        if self.kind == "option" and (self.right is None or self.strike is None):
-            raise ValueError(f"instrument {self.id!r}: an option needs right (call or put) and strike")
-        if self.kind != "option" and (self.right or self.strike or self.on_future):
-            raise ValueError(f"instrument {self.id!r}: right, strike and on_future apply to options only")
+            raise ValueError(f"expiry: required field is missing (instrument {self.id!r} is a {self.kind})")
+        if self.kind == "option":
+            for name in ("right", "strike"):
+                if getattr(self, name) is None:
+                    raise ValueError(f"{name}: required field is missing (instrument {self.id!r} is an option)")
+        for name in ("right", "strike", "on_future"):
+            if self.kind != "option" and getattr(self, name) is not None:
+                raise ValueError(f"{name}: applies to options only (instrument {self.id!r} is a {self.kind})")
