@@ -17,7 +17,7 @@ is computed through ``erfcx`` so it never underflows, and it is nearly linear in
 or on ``ln(e^{y/2} - b)``, whichever of the two is the smaller (near the upper bound
 only the distance to it carries information). Every step is kept inside a bracket
 that each evaluation tightens, with bisection as the fallback, so it always
-converges; from the asymptotic initial guesses it takes 2-5 steps, 8 at most on the
+converges; from the asymptotic initial guesses it takes 2-5 steps, 7 at most on the
 tests' grids (1 day to 5 years, vols 0.5 % to 600 %, K/S 0.3 to 3).
 
 Results outside the solvable set, rather than exceptions:

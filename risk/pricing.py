@@ -94,44 +94,44 @@ def greeks(
     black76 = xp.asarray(black76, dtype=bool)
     shape = xp.broadcast_shapes(*(x.shape for x in (is_call, s, k, r, q, t, vol, black76))) \
         if hasattr(xp, "broadcast_shapes") else ()
-    if len(shape) != 1 or shape[0] <= 2 * GREEKS_BLOCK:
-        return _greeks_block(xp, is_call, s, k, r, q, t, vol, black76)
-    args = [xp.broadcast_to(x, shape) for x in (is_call, s, k, r, q, t, vol, black76)]
-    out = Greeks(*(xp.empty(shape) for _ in Greeks._fields))
-    for start in range(0, shape[0], GREEKS_BLOCK):
-        part = slice(start, start + GREEKS_BLOCK)
-        for dest, values in zip(out, _greeks_block(xp, *(x[part] for x in args))):
-            dest[part] = values
-    return out
+    sp = special_module(xp)
+    with _quiet(xp):
+        if len(shape) != 1 or shape[0] <= 2 * GREEKS_BLOCK:
+            return _greeks_block(xp, sp, is_call, s, k, r, q, t, vol, black76)
+        args = [xp.broadcast_to(x, shape) for x in (is_call, s, k, r, q, t, vol, black76)]
+        out = Greeks(*(xp.empty(shape) for _ in Greeks._fields))
+        for start in range(0, shape[0], GREEKS_BLOCK):
+            part = slice(start, start + GREEKS_BLOCK)
+            for dest, values in zip(out, _greeks_block(xp, sp, *(x[part] for x in args))):
+                dest[part] = values
+        return out
 
 
-def _greeks_block(xp: Any, is_call: Any, s: Any, k: Any, r: Any, q: Any, t: Any, vol: Any,
+def _greeks_block(xp: Any, sp: Any, is_call: Any, s: Any, k: Any, r: Any, q: Any, t: Any, vol: Any,
                   black76: Any) -> Greeks:
+    """Greeks of one block; the caller holds the floating-point error state quiet."""
     any_black76 = bool(black76.any())
     q = xp.where(black76, r, q) if any_black76 else q
-    sp = special_module(xp)
-
-    with _quiet(xp):
-        sqrt_t = xp.sqrt(t)
-        d1, d2, stddev, live, safe_sd = _d1_d2(xp, s, k, r, q, t, vol, sqrt_t)
-        sign = is_call * 2.0 - 1.0
-        s_disc_q = s * xp.exp(-q * t)
-        # a and b are the two legs of the value: sign (a - b); theta, delta and rho reuse them.
-        a = s_disc_q * sp.ndtr(sign * d1)
-        b = k * xp.exp(-r * t) * sp.ndtr(sign * d2)
-        s_disc_pdf = s_disc_q * (xp.exp(-0.5 * d1 * d1) * 0.3989422804014327)
-        all_live = safe_sd is stddev
-        if not all_live:  # no optionality left: no gamma, vega or time decay
-            s_disc_pdf = xp.where(live, s_disc_pdf, 0.0)
-        price = sign * (a - b)
-        delta = sign * a / s
-        gamma = s_disc_pdf / (s * s * safe_sd)
-        vega = s_disc_pdf * sqrt_t
-        decay_sqrt_t = sqrt_t if all_live else xp.where(live, sqrt_t, 1.0)
-        theta = sign * (q * a - r * b) - s_disc_pdf * vol / (2.0 * decay_sqrt_t)
-        rho = sign * t * b
-        if any_black76:
-            rho = xp.where(black76, -t * price, rho)
+    sqrt_t = xp.sqrt(t)
+    d1, d2, stddev, live, safe_sd = _d1_d2(xp, s, k, r, q, t, vol, sqrt_t)
+    sign = is_call * 2.0 - 1.0
+    s_disc_q = s * xp.exp(-q * t)
+    # a and b are the two legs of the value: sign (a - b); theta, delta and rho reuse them.
+    a = s_disc_q * sp.ndtr(sign * d1)
+    b = k * xp.exp(-r * t) * sp.ndtr(sign * d2)
+    s_disc_pdf = s_disc_q * (xp.exp(-0.5 * d1 * d1) * 0.3989422804014327)
+    all_live = safe_sd is stddev
+    if not all_live:  # no optionality left: no gamma, vega or time decay
+        s_disc_pdf = xp.where(live, s_disc_pdf, 0.0)
+    price = sign * (a - b)
+    delta = sign * a / s
+    gamma = s_disc_pdf / (s * s * safe_sd)
+    vega = s_disc_pdf * sqrt_t
+    decay_sqrt_t = sqrt_t if all_live else xp.where(live, sqrt_t, 1.0)
+    theta = sign * (q * a - r * b) - s_disc_pdf * vol / (2.0 * decay_sqrt_t)
+    rho = sign * t * b
+    if any_black76:
+        rho = xp.where(black76, -t * price, rho)
     return Greeks(price, delta, gamma, vega, theta, rho)
 
 

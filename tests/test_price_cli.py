@@ -36,9 +36,11 @@ def _run(tmp_path: Path, text: str, as_json: bool = False) -> tuple[int, str, st
 
 def _expected(rows: list[dict[str, str]]) -> np.ndarray:
     """One vectorized risk.pricing.greeks call over the rows' inputs, as (n, 6)."""
-    col = {name: np.array([float(r[name] or 0) for r in rows]) for name in ("spot", "strike", "rate", "dividend", "time", "vol")}
-    g = greeks(np.array([r["type"].lower() == "call" for r in rows]), col["spot"], col["strike"], col["rate"],
-               col["dividend"], col["time"], col["vol"], np.array([r.get("model", "").lower() == "black76" for r in rows]))
+    names = ("spot", "strike", "rate", "dividend", "time", "vol")
+    col = {name: np.array([float(r[name] or 0) for r in rows]) for name in names}
+    is_call = np.array([r["type"].lower() == "call" for r in rows])
+    black76 = np.array([r.get("model", "").lower() == "black76" for r in rows])
+    g = greeks(is_call, *(col[name] for name in names), black76)
     return np.stack([np.broadcast_to(x, (len(rows),)) for x in g], axis=1)
 
 

@@ -65,7 +65,8 @@ class _QuantLib:
         self.spot, self.rate, self.div, self.vol = (ql.SimpleQuote(x) for x in (100.0, 0.0, 0.0, 0.2))
         rate = ql.YieldTermStructureHandle(ql.FlatForward(TODAY, ql.QuoteHandle(self.rate), dc))
         div = ql.YieldTermStructureHandle(ql.FlatForward(TODAY, ql.QuoteHandle(self.div), dc))
-        vol = ql.BlackVolTermStructureHandle(ql.BlackConstantVol(TODAY, ql.NullCalendar(), ql.QuoteHandle(self.vol), dc))
+        vol = ql.BlackVolTermStructureHandle(
+            ql.BlackConstantVol(TODAY, ql.NullCalendar(), ql.QuoteHandle(self.vol), dc))
         self.bsm = ql.BlackScholesMertonProcess(ql.QuoteHandle(self.spot), div, rate, vol)
         # Black-76 as BSM with q = r: the forward equals the "spot" (the futures price).
         self.b76 = ql.BlackScholesMertonProcess(ql.QuoteHandle(self.spot), rate, rate, vol)
@@ -116,6 +117,9 @@ def test_bsm_values_and_greeks_match_quantlib(quantlib: _QuantLib) -> None:
     c = _cases(20240315, 1200)
     ours = greeks(c["call"], c["s"], c["k"], c["r"], c["q"], c["t"], c["vol"])
     ref = quantlib.greeks(c, b76=False)
+    # The largest gap is theta's, ~5e-10 where theta is near its zero crossing: QuantLib
+    # derives theta from value, delta and gamma through the pricing PDE, which cancels
+    # there (a 50-digit evaluation agrees with ours to 3e-13 on those cases).
     worst = {name: _check(f"BSM {name}", getattr(ours, name), ref[name], scale)
              for name, scale in _natural_scales(c["s"]).items()}
     print("max relative error vs QuantLib, BSM:", worst)
