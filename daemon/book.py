@@ -125,7 +125,7 @@ def build_model(config: RiskdConfig, market: MarketSnapshot, source: str = "") -
     for uid in table.underlying_ids:
         if uid not in market.underlyings:
             raise ConfigError(source, f"market.underlyings.{uid}", "required: the config trades this underlying"
-                              f" but the market snapshot has no quote for it")
+                              " but the market snapshot has no quote for it")
     history_returns = None
     if config.history is not None:
         history = read_history(resolve_data_path(config.history))

@@ -16,7 +16,7 @@ import numpy as np
 from risk.instruments import InstrumentTable, MarketSnapshot, PricingInputs, pricing_inputs
 from risk.params import MarginParams
 from risk.valuation import UnderlyingRiskArrays, Valuation, shocked_pnl, underlying_risk_arrays, value_instruments
-from risk.var import EwmaCovariance, repair_psd
+from risk.covariance import EwmaCovariance, repair_psd
 
 
 class RiskModelError(ValueError):

@@ -16,7 +16,7 @@ import numpy as np
 from risk.model import RiskModel
 from risk.params import StressScenario
 from risk.valuation import shocked_pnl
-from risk.var import conditional_moves, scale_correlations
+from risk.covariance import conditional_moves, scale_correlations
 
 
 class StressMoves(msgspec.Struct, frozen=True):

@@ -17,7 +17,7 @@ import msgspec
 import numpy as np
 
 from risk import pricing
-from risk.instruments import OPTION, InstrumentTable, PricingInputs
+from risk.instruments import InstrumentTable, PricingInputs
 from risk.params import ScenarioGrid
 from risk.scenarios import ScenarioSet, scenario_set, shocked_vols
 from risk.xp import array_module

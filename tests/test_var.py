@@ -1,4 +1,4 @@
-"""Tests for risk.var: parametric VaR, EWMA, PSD repair, historical VaR/ES, stress helpers."""
+"""Tests for risk.var and risk.covariance: parametric VaR, EWMA, PSD repair, historical VaR/ES, stress helpers."""
 
 from __future__ import annotations
 
@@ -11,20 +11,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from risk.var import (
+from risk.covariance import (
     DEFAULT_EWMA_LAMBDA,
-    DeltaGammaVarResult,
     EwmaCovariance,
     PsdRepair,
-    VarResult,
     conditional_moves,
-    delta_gamma_var,
-    delta_normal_var,
     ewma_update,
     repair_psd,
     scale_correlations,
-    var_es_from_pnl,
 )
+from risk.var import DeltaGammaVarResult, VarResult, delta_gamma_var, delta_normal_var, var_es_from_pnl
 
 Z99 = 2.3263478740408408  # N^-1(0.99)
 
