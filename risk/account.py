@@ -1,11 +1,11 @@
 """One account's positions, cash, open-order reservations and margin.
 
-Three exposures are kept: the positions alone, positions plus every open buy
-order as if filled, and positions plus every open sell order as if filled. Margin
-with open orders is the worse of the two order sides (an order reserves margin
-as if filled, on the worst side, until it is filled, cancelled, rejected or
-expires). A fill or an order is O(S_u) on each exposure; a what-if of one more
-order is O(S_u) and equals a full recomputation (tests check this).
+Margin with open orders is the worst case over every subset of them filling
+(see risk.exposure.Reservation): an order reserves margin until it is filled,
+cancelled, rejected or expires, and no open order ever gets hedge credit from
+another. A fill, an order and a what-if are O(S_u); a what-if equals reserving
+the order and recomputing from scratch (tests check this against a brute force
+over all subsets).
 
 Money is in the account currency; quantities are signed contracts (buy > 0).
 Equity = cash + sum of quantity x (mark - average price) x multiplier: ``cash``
@@ -21,12 +21,11 @@ from typing import Iterator
 import msgspec
 import numpy as np
 
-from risk.exposure import Exposure, MethodMargins, initial_margin, method_margins, scan_risk
+from risk.exposure import (QUANTITY_EPSILON, Exposure, MethodMargins, Reservation, initial_margin, method_margins,
+                           parametric_var, scan_risk, scenario_term)
 from risk.model import RiskModel
 from risk.params import MarginProfile
 from risk.tiers import Tier, margin_ratio
-
-CURRENT, BUYS, SELLS = 0, 1, 2
 
 
 class Position(msgspec.Struct):
@@ -37,12 +36,14 @@ class Position(msgspec.Struct):
 
 
 class OpenOrder(msgspec.Struct, frozen=True):
-    """An accepted order's reservation: signed open quantity and limit price."""
+    """An accepted order's reservation: signed open quantity, limit price, and its
+    stand-alone parametric VaR (currency; 0 when the profile does not use VaR)."""
 
     order_id: str
     row: int
     quantity: float
     limit_price: float
+    var: float = 0.0
 
 
 class Contributor(msgspec.Struct, frozen=True):
@@ -93,7 +94,8 @@ class WhatIf(msgspec.Struct, frozen=True):
 
     ``initial_margin_before`` / ``_after`` count open orders on their worst side;
     ``marginal_im`` = after - before. ``binding_scenario`` is the worst scenario
-    index of the order's underlying after the order (-1 when no scenario method).
+    index in the order's underlying after the order (-1 when the profile has no
+    scenario method).
     """
 
     initial_margin_before: float
@@ -103,7 +105,7 @@ class WhatIf(msgspec.Struct, frozen=True):
 
 
 class Account:
-    """Positions, cash, reservations and cached margin terms of one account."""
+    """Positions, cash, open-order reservations and cached margin terms of one account."""
 
     def __init__(self, account_id: str, profile: MarginProfile, model: RiskModel, cash: float = 0.0) -> None:
         self.id = account_id
@@ -113,11 +115,14 @@ class Account:
         self.positions: dict[int, Position] = {}
         self.orders: dict[str, OpenOrder] = {}
         self.tier = Tier.NORMAL
-        self._sides = [Exposure(model), Exposure(model), Exposure(model)]
+        self._exposure = Exposure(model)
+        self._reserve = Reservation(model)
         self._scenario_only = profile.methods == ("scenario",)
-        self._terms = [np.zeros(model.n_underlyings) for _ in range(3)]
-        #: Sum of each side's terms: scenario IM per side, kept so a what-if reads it in O(1).
-        self._scenario_im = [0.0, 0.0, 0.0]
+        self._uses_var = "parametric_var" in profile.methods
+        # Per-underlying scenario terms, positions alone and with orders (Python
+        # floats: summing a short list is exact to recompute and cheaper than NumPy).
+        self._terms_held = [0.0] * model.n_underlyings
+        self._terms_all = [0.0] * model.n_underlyings
 
     # ----- state changes -------------------------------------------------
     def apply_fill(self, row: int, quantity: float, price: float, order_id: str | None = None) -> None:
@@ -125,12 +130,18 @@ class Account:
 
         Realized P&L of a reduction goes to cash at the average price. If the
         fill belongs to an open order, that order's reservation shrinks by the
-        filled quantity (its side is then unchanged: the order moved from
-        reserved to held).
+        filled quantity. A fill that contradicts its order (another instrument,
+        the other side) raises ValueError and changes nothing.
         """
+        order = self.orders.get(order_id) if order_id is not None else None
+        if order is not None and (order.row != row or (order.quantity > 0) != (quantity > 0)):
+            raise ValueError(f"fill of {quantity:g} x row {row} does not match open order {order_id!r}"
+                             f" ({order.quantity:g} x row {order.row})")
         mult = self.model.table.multiplier[row]
         pos = self.positions.setdefault(row, Position())
         q0, q1 = pos.quantity, pos.quantity + quantity
+        if abs(q1) < QUANTITY_EPSILON:
+            q1 = 0.0
         if q0 == 0.0 or (q0 > 0) == (quantity > 0):
             pos.average_price = (q0 * pos.average_price + quantity * price) / q1 if q1 != 0.0 else 0.0
         else:
@@ -143,39 +154,52 @@ class Account:
         pos.quantity = q1
         if q1 == 0.0:
             del self.positions[row]
-        for side in (CURRENT, BUYS, SELLS):
-            self._add(side, row, quantity)
-        if order_id is not None and order_id in self.orders:
-            order = self.orders[order_id]
+        self._exposure.add(self.model, row, quantity)
+        if order is not None:
             filled = math.copysign(min(abs(quantity), abs(order.quantity)), order.quantity)
-            self._add(self._side_of(order.quantity), row, -filled)
+            self._reserve.add(self.model, row, filled, sign=-1.0)
             remaining = order.quantity - filled
-            if remaining == 0.0:
-                del self.orders[order_id]
+            if abs(remaining) < QUANTITY_EPSILON:
+                del self.orders[order.order_id]
             else:
-                self.orders[order_id] = OpenOrder(order_id, row, remaining, order.limit_price)
+                self.orders[order.order_id] = OpenOrder(order.order_id, row, remaining, order.limit_price,
+                                                        order.var * remaining / order.quantity)
+            self._refresh_var()
+        self._refresh_terms(self.model.block_of[row])
 
     def reserve(self, order_id: str, row: int, quantity: float, limit_price: float) -> None:
-        """Reserve margin for an accepted order as if filled; replaces an existing id."""
+        """Reserve margin for an accepted order (worst case); replaces an existing id."""
         if order_id in self.orders:
             self.release(order_id)
-        self.orders[order_id] = OpenOrder(order_id, row, quantity, limit_price)
-        self._add(self._side_of(quantity), row, quantity)
+        var = self._order_var(row, quantity) if self._uses_var else 0.0
+        self.orders[order_id] = OpenOrder(order_id, row, quantity, limit_price, var)
+        self._reserve.add(self.model, row, quantity)
+        self._refresh_var()
+        self._refresh_terms(self.model.block_of[row])
 
     def release(self, order_id: str) -> bool:
         """Drop an order's reservation (cancelled, rejected, expired). False if unknown."""
         order = self.orders.pop(order_id, None)
         if order is None:
             return False
-        self._add(self._side_of(order.quantity), order.row, -order.quantity)
+        self._reserve.add(self.model, order.row, order.quantity, sign=-1.0)
+        self._refresh_var()
+        self._refresh_terms(self.model.block_of[order.row])
         return True
 
     def rebind(self, model: RiskModel) -> None:
-        """Switch to new risk arrays (after a revaluation) and rebuild every sum: O(n S)."""
+        """Switch to new risk arrays (after a revaluation) and rebuild every sum: O((n + orders) S)."""
         self.model = model
-        for side, exposure in enumerate(self._sides):
-            exposure.rebuild(model)
-            self._refresh_terms(side)
+        self._exposure.rebuild(model)
+        self._reserve = Reservation(model)
+        for oid, order in list(self.orders.items()):
+            self._reserve.add(model, order.row, order.quantity)
+            if self._uses_var:
+                self.orders[oid] = OpenOrder(oid, order.row, order.quantity, order.limit_price,
+                                             self._order_var(order.row, order.quantity))
+        self._refresh_var()
+        for u in range(model.n_underlyings):
+            self._refresh_terms(u)
 
     # ----- margin ---------------------------------------------------------
     def equity(self) -> tuple[float, float]:
@@ -185,52 +209,59 @@ class Account:
         upl = float(sum(p.quantity * (mark[r] - p.average_price) * mult[r] for r, p in self.positions.items()))
         return self.cash + upl, upl
 
-    def initial_margin(self, side: int = CURRENT) -> float:
-        """IM of one side (positions, or positions plus buy or sell orders), currency."""
+    def initial_margin(self) -> float:
+        """IM of the positions alone, currency."""
         if self._scenario_only:
-            return self._scenario_im[side]
-        return initial_margin(method_margins(self.model, self._sides[side], self.profile))
+            return math.fsum(self._terms_held)
+        return initial_margin(method_margins(self.model, self._exposure, self.profile))
 
     def initial_margin_with_orders(self) -> float:
-        """IM counting open orders as filled on their worst side, currency."""
+        """IM of the positions plus the worst case of the open orders, currency."""
         if not self.orders:
-            return self.initial_margin(CURRENT)
-        return max(self.initial_margin(BUYS), self.initial_margin(SELLS))
+            return self.initial_margin()
+        if self._scenario_only:
+            return math.fsum(self._terms_all)
+        return initial_margin(method_margins(self.model, self._exposure, self.profile, self._reserve))
 
     def what_if(self, row: int, quantity: float) -> WhatIf:
-        """IM before and after one more order of ``quantity`` contracts of ``row``.
+        """IM with open orders before and after one more order of ``quantity`` contracts of ``row``.
 
         O(S_u) for scenario-only profiles (plus O(U^2 + D) with VaR methods), and
         equal to reserving the order and recomputing from scratch.
         """
-        side = BUYS if quantity > 0 else SELLS
         model = self.model
         u = model.block_of[row]
-        exposure = self._sides[side]
-        trial = quantity * model.scenario_rows[row]
-        trial += exposure.scenario[model.segments[u]]
-        worst = int(trial.argmin())
+        seg = model.segments[u]
+        loss_part = quantity * model.scenario_rows[row]
+        np.minimum(loss_part, 0.0, out=loss_part)
+        loss_part += self._exposure.scenario[seg]
+        loss_part += self._reserve.scenario[seg]
+        worst = int(loss_part.argmin())
         if self._scenario_only:
-            ims = self._scenario_im
-            before = max(ims[BUYS], ims[SELLS])
-            other = ims[SELLS if side == BUYS else BUYS]
-            q0 = exposure.quantity[row]
-            short = exposure.short_notional[u] + (max(-(q0 + quantity), 0.0) - max(-q0, 0.0)) * model.option_notional[row]
-            loss = -float(trial[worst])
-            term = max(loss if loss > 0.0 else 0.0, self.profile.short_option_minimum * short)
-            after_side = ims[side] - float(self._terms[side][u]) + term
+            terms = self._terms_all
+            before = math.fsum(terms)
+            short = self._exposure.short_notional[u] + self._reserve.short_notional[u]
+            if quantity < 0:
+                short += -quantity * model.option_notional[row]
+            loss = -float(loss_part[worst])
+            if loss != loss:
+                scan_risk(loss_part)  # raises: NaN never passes as "no risk"
+            term = max(loss if loss > 0.0 else 0.0, self.profile.short_option_minimum * float(short))
+            after = before - terms[u] + term
         else:
             before = self.initial_margin_with_orders()
-            other = self.initial_margin(SELLS if side == BUYS else BUYS)
-            probe = exposure.copy()
-            probe.add(model, row, quantity)
-            after_side = initial_margin(method_margins(model, probe, self.profile))
-        after = max(after_side, other)
+            trial = self._reserve.copy()
+            trial.add(model, row, quantity)
+            if self._uses_var:
+                trial.var += self._order_var(row, quantity)
+            after = initial_margin(method_margins(model, self._exposure, self.profile, trial))
+            if "scenario" not in self.profile.methods:
+                worst = -1
         return WhatIf(before, after, after - before, worst)
 
     def margin(self, top: int = 5) -> AccountMargin:
         """Full margin report: IM, MM, ratio, per-underlying scan, binding scenario, drivers."""
-        model, exposure = self.model, self._sides[CURRENT]
+        model, exposure = self.model, self._exposure
         methods = method_margins(model, exposure, self.profile)
         im = float(initial_margin(methods))
         mm = self.profile.mm_factor * im
@@ -241,53 +272,52 @@ class Account:
             som = float(self.profile.short_option_minimum * exposure.short_notional[u])
             scan = scan_risk(segment)
             label = block.scenarios.labels[int(segment.argmin())] if scan > 0.0 else ""
+            if som > scan:
+                label = "short-option minimum"
             per_underlying.append(UnderlyingMargin(block.underlying, scan, som, max(scan, som), label))
         binding_u = int(np.argmax([m.requirement for m in per_underlying])) if per_underlying else 0
         contributors: list[Contributor] = []
         binding_label = ""
-        if per_underlying and per_underlying[binding_u].requirement > 0.0:
-            block = model.blocks[binding_u]
-            scenario = int(exposure.scenario[model.segments[binding_u]].argmin())
-            binding_label = block.scenarios.labels[scenario]
-            held = [(r, p.quantity) for r, p in self.positions.items() if model.block_of[r] == binding_u]
-            pnl = [(q * float(model.scenario_rows[r][scenario]), r, q) for r, q in held]
-            contributors = [Contributor(model.table.ids[r], q, v) for v, r, q in sorted(pnl)[:top]]
+        binding = per_underlying[binding_u] if per_underlying else None
+        if binding is not None and binding.requirement > 0.0:
+            binding_label = binding.worst_scenario
+            if binding.scan_risk >= binding.short_option_minimum:
+                scenario = int(exposure.scenario[model.segments[binding_u]].argmin())
+                held = [(r, p.quantity) for r, p in self.positions.items() if model.block_of[r] == binding_u]
+                pnl = [(q * float(model.scenario_rows[r][scenario]), r, q) for r, q in held]
+                contributors = [Contributor(model.table.ids[r], q, v) for v, r, q in sorted(pnl)[:top]]
         return AccountMargin(
             account=self.id, equity=equity, cash=self.cash, unrealized_pnl=upl,
             initial_margin=im, maintenance_margin=mm,
             initial_margin_with_orders=float(self.initial_margin_with_orders()),
             margin_ratio=margin_ratio(mm, equity), methods=methods,
             underlyings=tuple(per_underlying),
-            binding_underlying=per_underlying[binding_u].underlying if per_underlying else "",
+            binding_underlying=binding.underlying if binding is not None else "",
             binding_scenario=binding_label, top_contributors=tuple(contributors),
         )
 
     def quantities(self) -> np.ndarray:
         """Signed held contracts per table row (a copy), for stress and audit."""
-        return self._sides[CURRENT].quantity.copy()
+        return self._exposure.quantity.copy()
 
     def iter_positions(self) -> Iterator[tuple[str, Position]]:
         for row, pos in self.positions.items():
             yield self.model.table.ids[row], pos
 
     # ----- internals ------------------------------------------------------
-    @staticmethod
-    def _side_of(quantity: float) -> int:
-        return BUYS if quantity > 0 else SELLS
+    def _order_var(self, row: int, quantity: float) -> float:
+        """Stand-alone parametric VaR of one order (currency)."""
+        model = self.model
+        dd = np.zeros(model.n_underlyings)
+        dg = np.zeros(model.n_underlyings)
+        u = model.block_of[row]
+        dd[u] = quantity * model.valuation.dollar_delta[row]
+        dg[u] = quantity * model.valuation.dollar_gamma[row]
+        return parametric_var(model, dd, dg)
 
-    def _add(self, side: int, row: int, quantity: float) -> None:
-        self._sides[side].add(self.model, row, quantity)
-        u = self.model.block_of[row]
-        exposure = self._sides[side]
-        terms = self._terms[side]
-        new_term = max(scan_risk(exposure.scenario[self.model.segments[u]]),
-                       self.profile.short_option_minimum * float(exposure.short_notional[u]))
-        self._scenario_im[side] += new_term - float(terms[u])
-        terms[u] = new_term
+    def _refresh_var(self) -> None:
+        self._reserve.var = math.fsum(o.var for o in self.orders.values()) if self._uses_var else 0.0
 
-    def _refresh_terms(self, side: int) -> None:
-        exposure = self._sides[side]
-        for u, seg in enumerate(self.model.segments):
-            self._terms[side][u] = max(scan_risk(exposure.scenario[seg]),
-                                       self.profile.short_option_minimum * exposure.short_notional[u])
-        self._scenario_im[side] = float(self._terms[side].sum())
+    def _refresh_terms(self, u: int) -> None:
+        self._terms_held[u] = scenario_term(self.model, self.profile, self._exposure, u)
+        self._terms_all[u] = scenario_term(self.model, self.profile, self._exposure, u, self._reserve)

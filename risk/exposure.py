@@ -1,14 +1,23 @@
-"""Linear risk aggregates of a set of positions, and initial margin from them.
+"""Linear risk aggregates of positions and of open orders, and initial margin from them.
 
 An :class:`Exposure` is what margin needs to know about a set of positions, kept
 as sums that a fill updates in O(S): the scenario P&L vector (all underlyings'
 scenarios concatenated), the historical-scenario P&L vector, the dollar delta
 and dollar gamma per underlying, and the short-option notional per underlying.
-Initial margin is then computed from the exposure alone; a what-if of one more
-contract changes one underlying's segment, so it is O(S_u).
+
+A :class:`Reservation` is what the open orders add in the worst case. Each open
+order may fill or not, independently and partially, so for every scenario the
+worst outcome is that exactly the orders losing in that scenario fill: the
+reservation keeps, per scenario, the sum of the negative parts of the orders'
+P&L, ``sum_i min(0, q_i U_i[s])``. Scan risk of positions + reservation is then
+the exact worst case over every subset of open orders filling, still O(S) per
+order. Historical scenarios are treated the same way; parametric VaR adds each
+order's stand-alone VaR (VaR is subadditive, so this bounds any subset).
 """
 
 from __future__ import annotations
+
+import math
 
 import msgspec
 import numpy as np
@@ -24,11 +33,12 @@ class Exposure:
     ``scenario``: (S_total,) P&L per scenario, currency. ``historical``: (D,) P&L
     per historical day, currency. ``dollar_delta`` / ``dollar_gamma``: (U,)
     currency per 1.00 relative move (squared for gamma). ``short_notional``: (U,)
-    sum over short option contracts of underlying price x multiplier.
-    ``quantity``: signed contracts per table row.
+    sum over short option contracts of the option's underlying price (the future's
+    for options on futures) x multiplier. ``quantity``: signed contracts per row.
     """
 
-    __slots__ = ("scenario", "historical", "dollar_delta", "dollar_gamma", "short_notional", "quantity")
+    __slots__ = ("scenario", "historical", "dollar_delta", "dollar_gamma", "short_notional", "quantity",
+                 "_open_rows")
 
     def __init__(self, model: RiskModel) -> None:
         self.scenario = np.zeros(model.n_scenarios)
@@ -37,26 +47,44 @@ class Exposure:
         self.dollar_gamma = np.zeros(model.n_underlyings)
         self.short_notional = np.zeros(model.n_underlyings)
         self.quantity = np.zeros(len(model.table))
+        #: Rows with a non-zero quantity, per underlying: a flat underlying's sums are
+        #: reset to exact zeros, so rounding from many fills never outlives a position.
+        self._open_rows: list[set[int]] = [set() for _ in range(model.n_underlyings)]
 
     def copy(self) -> "Exposure":
         new = Exposure.__new__(Exposure)
-        for name in self.__slots__:
+        for name in self.__slots__[:-1]:
             setattr(new, name, getattr(self, name).copy())
+        new._open_rows = [set(s) for s in self._open_rows]
         return new
 
     def add(self, model: RiskModel, row: int, quantity: float) -> None:
         """Add ``quantity`` contracts (signed) of table ``row``: O(S_u + D)."""
         u = model.block_of[row]
         seg = model.segments[u]
-        self.scenario[seg] += quantity * model.scenario_rows[row]
-        if model.historical_rows is not None:
-            self.historical += quantity * model.historical_rows[row]
-        self.dollar_delta[u] += quantity * model.valuation.dollar_delta[row]
-        self.dollar_gamma[u] += quantity * model.valuation.dollar_gamma[row]
         before = self.quantity[row]
         after = before + quantity
+        if abs(after) < QUANTITY_EPSILON:
+            after = 0.0
         self.quantity[row] = after
-        self.short_notional[u] += (max(-after, 0.0) - max(-before, 0.0)) * model.option_notional[row]
+        open_rows = self._open_rows[u]
+        if after == 0.0:
+            open_rows.discard(row)
+        else:
+            open_rows.add(row)
+        if not open_rows:
+            self.scenario[seg] = 0.0
+            self.dollar_delta[u] = self.dollar_gamma[u] = self.short_notional[u] = 0.0
+        else:
+            self.scenario[seg] += quantity * model.scenario_rows[row]
+            self.dollar_delta[u] += quantity * model.valuation.dollar_delta[row]
+            self.dollar_gamma[u] += quantity * model.valuation.dollar_gamma[row]
+            self.short_notional[u] += (max(-after, 0.0) - max(-before, 0.0)) * model.option_notional[row]
+        if model.historical_rows is not None:
+            if any(self._open_rows):
+                self.historical += quantity * model.historical_rows[row]
+            else:
+                self.historical[:] = 0.0
 
     def rebuild(self, model: RiskModel) -> None:
         """Recompute every sum from ``quantity`` (after new risk arrays): O(n S)."""
@@ -72,6 +100,45 @@ class Exposure:
         self.short_notional = np.bincount(u, np.maximum(-q, 0.0) * model.option_notional, minlength=n_u)
 
 
+#: Quantities closer to zero than this (contracts) are zero: fractional lots
+#: summed in floating point must still close a position exactly.
+QUANTITY_EPSILON = 1e-9
+
+
+class Reservation:
+    """Worst-case contribution of open orders (see the module docstring).
+
+    ``scenario`` (S_total,) and ``historical`` (D,): sums of min(0, q x row), so
+    never positive. ``short_notional`` (U,): option notional of open sell orders
+    (as if they all opened new shorts). ``var``: sum of the orders' stand-alone
+    parametric VaR (currency), filled in by the account when its profile uses it.
+    """
+
+    __slots__ = ("scenario", "historical", "short_notional", "var")
+
+    def __init__(self, model: RiskModel) -> None:
+        self.scenario = np.zeros(model.n_scenarios)
+        self.historical = np.zeros(model.n_history)
+        self.short_notional = np.zeros(model.n_underlyings)
+        self.var = 0.0
+
+    def copy(self) -> "Reservation":
+        new = Reservation.__new__(Reservation)
+        new.scenario, new.historical = self.scenario.copy(), self.historical.copy()
+        new.short_notional, new.var = self.short_notional.copy(), self.var
+        return new
+
+    def add(self, model: RiskModel, row: int, quantity: float, sign: float = 1.0) -> None:
+        """Add (sign=+1) or remove (sign=-1) an order of ``quantity`` contracts of ``row``."""
+        u = model.block_of[row]
+        seg = model.segments[u]
+        self.scenario[seg] += sign * np.minimum(quantity * model.scenario_rows[row], 0.0)
+        if model.historical_rows is not None:
+            self.historical += sign * np.minimum(quantity * model.historical_rows[row], 0.0)
+        if quantity < 0:
+            self.short_notional[u] += sign * -quantity * model.option_notional[row]
+
+
 class MethodMargins(msgspec.Struct, frozen=True):
     """Initial margin by method (currency; None where the profile does not use it)."""
 
@@ -83,38 +150,56 @@ class MethodMargins(msgspec.Struct, frozen=True):
 
 
 def scan_risk(segment: np.ndarray) -> float:
-    """Worst loss of one underlying's scenario P&L segment (currency, >= 0)."""
-    worst = float(segment.min()) if segment.size else 0.0
+    """Worst loss of one underlying's scenario P&L segment (currency, >= 0).
+
+    Raises RiskModelError on NaN: a P&L that cannot be computed must never read as
+    "no risk".
+    """
+    if not segment.size:
+        return 0.0
+    worst = float(segment.min())
+    if worst != worst:
+        raise RiskModelError("scenario P&L is NaN: a price, vol or scenario produced no value")
     return -worst if worst < 0.0 else 0.0
 
 
-def scenario_terms(model: RiskModel, exposure: Exposure, profile: MarginProfile) -> np.ndarray:
-    """Per-underlying scenario margin: max(scan risk, short-option minimum), currency."""
-    scans = np.array([scan_risk(exposure.scenario[seg]) for seg in model.segments])
-    return np.maximum(scans, profile.short_option_minimum * exposure.short_notional)
+def scenario_term(model: RiskModel, profile: MarginProfile, exposure: Exposure, u: int,
+                  reserve: Reservation | None = None) -> float:
+    """One underlying's scenario margin: max(scan risk, short-option minimum), currency."""
+    seg = model.segments[u]
+    pnl = exposure.scenario[seg] if reserve is None else exposure.scenario[seg] + reserve.scenario[seg]
+    short = exposure.short_notional[u] + (0.0 if reserve is None else reserve.short_notional[u])
+    return max(scan_risk(pnl), profile.short_option_minimum * float(short))
 
 
-def parametric_var(model: RiskModel, exposure: Exposure) -> float:
-    """Parametric VaR (currency) of the exposure with the model's covariance."""
-    if model.covariance is None:
+def parametric_var(model: RiskModel, dollar_delta: np.ndarray, dollar_gamma: np.ndarray) -> float:
+    """Parametric VaR (currency) of first- and second-order exposures with the model's covariance."""
+    if model.covariance_psd is None:
         raise RiskModelError("parametric_var needs a price history (none configured)")
     var = model.params.var
     if var.method == "delta_normal":
-        return delta_normal_var(exposure.dollar_delta, model.covariance_psd, var.confidence).var
-    return delta_gamma_var(exposure.dollar_delta, exposure.dollar_gamma, model.covariance_psd, var.confidence).var
+        return float(delta_normal_var(dollar_delta, model.covariance_psd, var.confidence).var)
+    return float(delta_gamma_var(dollar_delta, dollar_gamma, model.covariance_psd, var.confidence).var)
 
 
-def method_margins(model: RiskModel, exposure: Exposure, profile: MarginProfile) -> MethodMargins:
-    """Every margin method the profile selects, evaluated on ``exposure``."""
+def method_margins(model: RiskModel, exposure: Exposure, profile: MarginProfile,
+                   reserve: Reservation | None = None) -> MethodMargins:
+    """Every margin method the profile selects, for the positions (plus open orders, worst case)."""
     methods = profile.methods
-    som = float(profile.short_option_minimum * exposure.short_notional.sum())
-    scen = float(scenario_terms(model, exposure, profile).sum()) if "scenario" in methods else None
-    pvar = float(parametric_var(model, exposure)) if "parametric_var" in methods else None
-    hvar = hes = None
+    short = exposure.short_notional if reserve is None else exposure.short_notional + reserve.short_notional
+    som = float(profile.short_option_minimum * short.sum())
+    scen = pvar = hvar = hes = None
+    if "scenario" in methods:
+        scen = math.fsum(scenario_term(model, profile, exposure, u, reserve) for u in range(model.n_underlyings))
+    if "parametric_var" in methods:
+        pvar = parametric_var(model, exposure.dollar_delta, exposure.dollar_gamma)
+        if reserve is not None:
+            pvar += reserve.var
     if "historical_var" in methods:
         if model.historical_rows is None:
             raise RiskModelError("historical_var needs a price history (none configured)")
-        hvar, hes = (float(x) for x in var_es_from_pnl(exposure.historical, model.params.var.confidence))
+        pnl = exposure.historical if reserve is None else exposure.historical + reserve.historical
+        hvar, hes = (float(x) for x in var_es_from_pnl(pnl, model.params.var.confidence))
     return MethodMargins(scen, pvar, hvar, hes, som)
 
 

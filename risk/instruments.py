@@ -10,17 +10,20 @@ arguments of :func:`risk.pricing.greeks`.
 from __future__ import annotations
 
 import datetime as dt
+import math
 from typing import Annotated
 
 import msgspec
 import numpy as np
 from msgspec import Meta
 
+from risk.errors import RiskModelError
 from risk.params import InstrumentSpec, UnderlyingSpec
 
 SPOT, FUTURE, OPTION = 0, 1, 2
 _KIND_CODE = {"spot": SPOT, "future": FUTURE, "option": OPTION}
 DAYS_PER_YEAR = 365.0
+SECONDS_PER_YEAR = DAYS_PER_YEAR * 86400.0
 
 
 class ReferenceDataError(ValueError):
@@ -116,13 +119,32 @@ class InstrumentTable:
         """Rows of the instruments whose underlying is ``underlying_row``."""
         return np.flatnonzero(self.underlying == underlying_row)
 
+    def expiry_moment(self, row: int) -> dt.datetime | None:
+        """When row's instrument expires (UTC), None for spot."""
+        expiry = self.expiry[row]
+        if expiry is None:
+            return None
+        at = self.underlying_specs[self.underlying[row]].expiry_time_utc
+        return dt.datetime.combine(expiry, at.replace(tzinfo=None), tzinfo=dt.timezone.utc)
+
     def years_to_expiry(self, as_of: dt.datetime) -> np.ndarray:
-        """Time to expiry in years (calendar days / 365, from ``as_of``), 0 for spot and expired."""
-        as_of_date = as_of.date() if isinstance(as_of, dt.datetime) else as_of
+        """Time to expiry in years (seconds / (365 x 86400)) from ``as_of``; 0 for spot.
+
+        Raises RiskModelError for an instrument already expired at ``as_of``: it must
+        be settled and removed from reference data, not priced at intrinsic value.
+        A naive ``as_of`` is taken as UTC.
+        """
+        if as_of.tzinfo is None:
+            as_of = as_of.replace(tzinfo=dt.timezone.utc)
         out = np.zeros(len(self))
-        for row, expiry in enumerate(self.expiry):
-            if expiry is not None:
-                out[row] = max((expiry - as_of_date).days, 0) / DAYS_PER_YEAR
+        for row in range(len(self)):
+            moment = self.expiry_moment(row)
+            if moment is not None:
+                seconds = (moment - as_of).total_seconds()
+                if seconds <= 0.0:
+                    raise RiskModelError(f"instrument {self.ids[row]!r} expired at {moment.isoformat()}"
+                                         f" (as of {as_of.isoformat()}): settle it and remove it")
+                out[row] = seconds / SECONDS_PER_YEAR
         return out
 
 
@@ -153,6 +175,13 @@ def pricing_inputs(table: InstrumentTable, market: MarketSnapshot) -> PricingInp
         quote = market.underlyings.get(uid)
         if quote is None:
             raise ReferenceDataError(f"market snapshot has no quote for underlying {uid!r}")
+        # Structs built in code (a feed handler) skip the decoder's range checks.
+        for name in ("price", "vol"):
+            if not _positive(getattr(quote, name)):
+                raise RiskModelError(f"underlying {uid!r}: {name} must be finite and > 0, found {getattr(quote, name)!r}")
+        for name in ("rate", "dividend_yield"):
+            if not math.isfinite(getattr(quote, name)):
+                raise RiskModelError(f"underlying {uid!r}: {name} must be finite, found {getattr(quote, name)!r}")
         quotes.append(quote)
     u = table.underlying
     spot_u = np.array([qt.price for qt in quotes])
@@ -167,6 +196,8 @@ def pricing_inputs(table: InstrumentTable, market: MarketSnapshot) -> PricingInp
         row = table.index.get(fid)
         if row is None or table.kind[row] != FUTURE:
             raise ReferenceDataError(f"market snapshot quotes {fid!r} as a future, but it is not a configured future")
+        if not _positive(fprice):
+            raise RiskModelError(f"future {fid!r}: price must be finite and > 0, found {fprice!r}")
         s[row] = fprice
     on_future = table.future_row >= 0
     s = np.where(on_future, s[np.maximum(table.future_row, 0)], s)
@@ -175,6 +206,12 @@ def pricing_inputs(table: InstrumentTable, market: MarketSnapshot) -> PricingInp
         row = table.index.get(oid)
         if row is None or not table.is_option[row]:
             raise ReferenceDataError(f"market snapshot has a vol for {oid!r}, which is not a configured option")
+        if not _positive(ovol):
+            raise RiskModelError(f"option {oid!r}: vol must be finite and > 0, found {ovol!r}")
         vol[row] = ovol
     return PricingInputs(s=s, t=t, r=r, q=q, vol=vol, spot=spot)
+
+
+def _positive(value: float) -> bool:
+    return math.isfinite(value) and value > 0.0
 

@@ -13,14 +13,11 @@ from typing import Sequence
 
 import numpy as np
 
+from risk.errors import RiskModelError
 from risk.instruments import InstrumentTable, MarketSnapshot, PricingInputs, pricing_inputs
 from risk.params import MarginParams
 from risk.valuation import UnderlyingRiskArrays, Valuation, shocked_pnl, underlying_risk_arrays, value_instruments
 from risk.covariance import EwmaCovariance, repair_psd
-
-
-class RiskModelError(ValueError):
-    """The configuration cannot produce a margin (unknown grid, missing history...)."""
 
 
 class RiskModel:
@@ -59,9 +56,9 @@ class RiskModel:
             self.blocks[self.block_of[i]].arrays[self.position_in_block[i]] for i in range(n)
         ]
         self.segments: list[slice] = [slice(b.offset, b.offset + len(b.scenarios)) for b in self.blocks]
-        spot_u = np.array([market.underlyings[uid].price for uid in table.underlying_ids])
-        #: Currency per short option contract that the short-option minimum rate applies to.
-        self.option_notional = np.where(table.is_option, spot_u[table.underlying] * table.multiplier, 0.0)
+        #: Currency per short option contract that the short-option minimum rate applies to:
+        #: the option's own underlying price (the future's, for options on futures) x multiplier.
+        self.option_notional = np.where(table.is_option, self.inputs.s * table.multiplier, 0.0)
 
         self.history_returns = history_returns
         self.historical_rows: np.ndarray | None = None
@@ -75,7 +72,9 @@ class RiskModel:
                 raise RiskModelError(
                     f"history returns have shape {returns.shape}, expected (days, {len(table.underlying_ids)})"
                     f" for underlyings {table.underlying_ids}")
-            self.historical_rows = shocked_pnl(table, self.inputs, returns, 0.0)
+            self.historical_rows = shocked_pnl(table, self.inputs, returns, 0.0, self.vol_floors())
+            if not np.isfinite(self.historical_rows).all():
+                raise RiskModelError("historical-scenario P&L is not finite: check the price history returns")
             # Seed with an equal-weighted estimate over the oldest month, then let
             # the EWMA recursion weight the rest of the window.
             n_seed = min(len(returns), max(20, returns.shape[1] + 1))
@@ -86,6 +85,11 @@ class RiskModel:
             self.covariance = repair.matrix
             self.covariance_repaired = repair.repaired
             self.covariance_min_eigenvalue = repair.min_eigenvalue_before
+
+    def vol_floors(self) -> np.ndarray:
+        """Per-instrument vol floor (fraction per year): that of its underlying's grid."""
+        floors = np.array([self.params.grids[spec.grid].vol_floor for spec in self.table.underlying_specs])
+        return floors[self.table.underlying]
 
     @property
     def n_underlyings(self) -> int:

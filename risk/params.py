@@ -39,12 +39,21 @@ class SpanGrid(_Frozen, tag="span", tag_field="family"):
     are revalued at F x (1 + move), their carry over the lookahead ignored.
     """
 
-    price_scan_range: PositiveFloat
+    price_scan_range: Annotated[float, Meta(gt=0.0, lt=1.0)]
     vol_scan_range: NonNegativeFloat
     extreme_multiple: PositiveFloat = 3.0
     extreme_fraction: Fraction = 0.35
     lookahead_days: NonNegativeFloat = 0.0
     vol_floor: PositiveFloat = 0.01
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.price_scan_range < 1.0:
+            raise ValueError(f"price_scan_range: expected a fraction in (0, 1), found {self.price_scan_range}")
+        # A move of -100 % or worse has no price: it must be refused, not priced as NaN.
+        if self.extreme_multiple * self.price_scan_range >= 1.0:
+            raise ValueError(f"extreme_multiple: extreme moves of {self.extreme_multiple:g} x"
+                             f" {self.price_scan_range:g} reach -100 %; expected extreme_multiple x"
+                             " price_scan_range < 1")
 
 
 class PortfolioGrid(_Frozen, tag="portfolio", tag_field="family"):
@@ -61,7 +70,7 @@ class PortfolioGrid(_Frozen, tag="portfolio", tag_field="family"):
     Futures are revalued at F x (1 + move) in every family.
     """
 
-    max_move: PositiveFloat = 0.16
+    max_move: Annotated[float, Meta(gt=0.0, lt=1.0)] = 0.16
     buckets_per_side: Annotated[int, Meta(ge=1, le=64)] = 4
     vol_up: NonNegativeFloat = 0.45
     vol_down: Fraction = 0.30
@@ -74,6 +83,14 @@ class PortfolioGrid(_Frozen, tag="portfolio", tag_field="family"):
         -0.66, -0.33, 0.5, 1.0, 2.0, 3.0, 4.0, 5.0,
     )
     extended_dampener: Fraction = 0.1
+
+    def __post_init__(self) -> None:
+        # Checked here too (not only by the decoder) so grids built in code are safe.
+        if not 0.0 < self.max_move < 1.0:
+            raise ValueError(f"max_move: expected a fraction in (0, 1), found {self.max_move}")
+        bad = [m for m in self.extended_moves if m <= -1.0]
+        if bad:
+            raise ValueError(f"extended_moves: moves must be above -1 (-100 %), found {bad}")
 
 
 ScenarioGrid = SpanGrid | PortfolioGrid
@@ -174,11 +191,17 @@ class MarginParams(_Frozen):
 
 
 class UnderlyingSpec(_Frozen):
-    """A risk factor: an index, stock or commodity whose price moves in scenarios."""
+    """A risk factor: an index, stock or commodity whose price moves in scenarios.
+
+    ``expiry_time_utc``: the time of day (UTC) at which its futures and options
+    expire on their expiry date; time to expiry runs to that moment, so an option
+    on its last day still has hours of optionality.
+    """
 
     id: Identifier
     grid: Identifier
     sector: str = ""
+    expiry_time_utc: dt.time = dt.time(21, 0)
 
 
 class InstrumentSpec(_Frozen):

@@ -4,8 +4,9 @@ A stress names moves for some underlyings (directly or by sector). The others
 move by their expected value given the shocked ones, under the model's
 covariance with correlations scaled by the stress's ``correlation_factor`` (so
 "tech -20 %, correlations +50 %" also drags the broad index down by its stressed
-beta to tech). Every instrument is then fully revalued at the shocked prices and
-vols: no Greeks approximation.
+beta to tech). The conditioning is done on log-returns, so implied moves stay
+above -100 %. Every instrument is then fully revalued at the shocked prices and
+vols (floored at its grid's vol floor): no Greeks approximation.
 """
 
 from __future__ import annotations
@@ -61,14 +62,19 @@ def stress_moves(model: RiskModel, stress: StressScenario) -> StressMoves:
         scaled = scale_correlations(model.covariance, stress.correlation_factor)
         repaired = scaled.repaired
         index = np.flatnonzero(shocked)
-        moves = np.asarray(conditional_moves(scaled.matrix, index, moves[index]), dtype=float)
+        # Condition in log-returns so an implied move can never reach -100 %
+        # (a high beta to a large shock would otherwise price at a negative level).
+        implied_log = np.asarray(conditional_moves(scaled.matrix, index, np.log1p(moves[index])), dtype=float)
+        given = moves[index].copy()
+        moves = np.expm1(implied_log)
+        moves[index] = given
         implied = ~shocked
     return StressMoves(stress.name, moves, vol, implied, repaired)
 
 
 def stress_pnl_per_contract(model: RiskModel, moves: StressMoves) -> np.ndarray:
     """P&L of one contract of every instrument under the stress (currency), shape (n,)."""
-    return shocked_pnl(model.table, model.inputs, moves.price_moves, moves.vol_shifts)
+    return shocked_pnl(model.table, model.inputs, moves.price_moves, moves.vol_shifts, model.vol_floors())
 
 
 def stress_account(model: RiskModel, moves: StressMoves, per_contract: np.ndarray,

@@ -23,7 +23,12 @@ class Tier(enum.IntEnum):
 
 
 def margin_ratio(maintenance_margin: float, equity: float) -> float:
-    """MM / equity as a fraction; 0 with no margin, +inf when equity <= 0 with margin."""
+    """MM / equity as a fraction; 0 with no margin, +inf when equity <= 0 with margin.
+
+    A NaN in either is +inf: a margin that cannot be computed fails closed.
+    """
+    if not (math.isfinite(maintenance_margin) and math.isfinite(equity)):
+        return math.inf
     if maintenance_margin <= 0.0:
         return 0.0
     if equity <= 0.0:
@@ -36,7 +41,9 @@ def _thresholds(t: TierThresholds) -> tuple[float, ...]:
 
 
 def tier_for_ratio(ratio: float, thresholds: TierThresholds) -> Tier:
-    """The tier of ``ratio`` with no history (entering thresholds only)."""
+    """The tier of ``ratio`` with no history (entering thresholds only); NaN is the worst tier."""
+    if ratio != ratio:
+        return Tier.FULL_LIQUIDATION
     tier = Tier.NORMAL
     for level, threshold in enumerate(_thresholds(thresholds), start=1):
         if ratio >= threshold:

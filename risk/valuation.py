@@ -17,6 +17,7 @@ import msgspec
 import numpy as np
 
 from risk import pricing
+from risk.errors import RiskModelError
 from risk.instruments import InstrumentTable, PricingInputs
 from risk.params import ScenarioGrid
 from risk.scenarios import ScenarioSet, scenario_set, shocked_vols
@@ -83,6 +84,9 @@ def value_instruments(table: InstrumentTable, inputs: PricingInputs) -> Valuatio
         g = pricing.greeks(table.is_call[opt], inputs.s[opt], table.strike[opt], inputs.r[opt],
                            inputs.q[opt], inputs.t[opt], inputs.vol[opt], table.black76[opt])
         mark[opt], delta[opt], gamma[opt], vega[opt], theta[opt] = g.price, g.delta, g.gamma, g.vega, g.theta
+    if not (np.isfinite(mark).all() and np.isfinite(delta).all() and np.isfinite(gamma).all()):
+        bad = [table.ids[i] for i in np.flatnonzero(~np.isfinite(mark + delta + gamma))[:5]]
+        raise RiskModelError(f"marks or Greeks are not finite for {bad}")
     mult = table.multiplier
     return Valuation(mark=mark, delta=delta, gamma=gamma, vega=vega, theta=theta,
                      dollar_delta=delta * inputs.s * mult, dollar_gamma=gamma * inputs.s**2 * mult,
@@ -119,7 +123,8 @@ def underlying_risk_arrays(table: InstrumentTable, inputs: PricingInputs, underl
     t0 = xp.asarray(inputs.t[rows])
     r = xp.asarray(inputs.r[rows])[:, None]
     q = xp.asarray(inputs.q[rows])[:, None]
-    vol0 = xp.asarray(np.nan_to_num(inputs.vol[rows], nan=0.2))
+    # Non-option rows carry no vol (NaN); give them a placeholder their value ignores.
+    vol0 = xp.asarray(np.where(table.is_option[rows], inputs.vol[rows], 1.0))
     base = unit_values(table, rows, s0, t0, r[:, 0], q[:, 0], vol0)
     t_shift = xp.maximum(t0 - sset.lookahead_years, 0.0)
     opt = table.is_option[rows]
@@ -142,15 +147,20 @@ def underlying_risk_arrays(table: InstrumentTable, inputs: PricingInputs, underl
     if not bool((sset.weight == 1.0).all()):
         shocked *= xp.asarray(sset.weight)[None, :]
     arrays = shocked
+    if not bool(xp.isfinite(arrays).all()):
+        raise RiskModelError(f"risk arrays of {table.underlying_ids[underlying_row]} are not finite:"
+                             " a price, vol or scenario move has no value")
     return UnderlyingRiskArrays(table.underlying_ids[underlying_row], rows, sset, arrays, offset)
 
 
-def shocked_pnl(table: InstrumentTable, inputs: PricingInputs, moves: Any, vol_shift: Any) -> Any:
+def shocked_pnl(table: InstrumentTable, inputs: PricingInputs, moves: Any, vol_shift: Any,
+                vol_floor: Any = 0.01) -> Any:
     """P&L per contract (currency) of each row under joint moves of all underlyings.
 
     ``moves``: relative price moves, shape (U,) for one scenario or (D, U) for D
     scenarios (historical days, stress cases). ``vol_shift``: absolute vol change
-    per underlying, same shape or scalar. Returns (n,) or (n, D).
+    per underlying, same shape or scalar; shifted vols are floored at ``vol_floor``
+    (per instrument or scalar). Returns (n,) or (n, D).
     """
     moves = np.asarray(moves, dtype=float)
     single = moves.ndim == 1
@@ -159,8 +169,8 @@ def shocked_pnl(table: InstrumentTable, inputs: PricingInputs, moves: Any, vol_s
     u = table.underlying
     rows = np.arange(len(table))
     m = moves2[:, u].T  # (n, D)
-    vol0 = np.nan_to_num(inputs.vol, nan=0.2)
-    vols = np.maximum(vol0[:, None] + shift2[:, u].T, 1e-4)
+    vol0 = np.where(table.is_option, inputs.vol, 1.0)
+    vols = np.maximum(vol0[:, None] + shift2[:, u].T, np.asarray(vol_floor, dtype=float).reshape(-1, 1))
     t = inputs.t[:, None] * np.ones_like(m)
     base = unit_values(table, rows, inputs.s, inputs.t, inputs.r, inputs.q, vol0)
     shocked = unit_values(table, rows, inputs.s[:, None] * (1.0 + m), t, inputs.r[:, None],

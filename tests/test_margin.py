@@ -81,6 +81,19 @@ def test_incremental_margin_equals_direct_recomputation(model: RiskModel) -> Non
 ROWS = ["ES", "C6800", "C7000", "C7200", "P6400", "NQ", "NQC", "NQP", "NDXSPOT"]
 
 
+def _worst_subset_im(model: RiskModel, held: dict[str, float], orders: list[tuple[str, float]],
+                     profile: MarginProfile) -> float:
+    """Brute force: the largest IM over every subset of the open orders filling."""
+    worst = 0.0
+    for mask in range(1 << len(orders)):
+        pos = dict(held)
+        for i, (iid, qty) in enumerate(orders):
+            if mask >> i & 1:
+                pos[iid] = pos.get(iid, 0) + qty
+        worst = max(worst, _direct_im(model, pos, profile))
+    return worst
+
+
 # book_parts is immutable reference data; the model and account are rebuilt per example.
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
@@ -89,22 +102,19 @@ ROWS = ["ES", "C6800", "C7000", "C7200", "P6400", "NQ", "NQC", "NQP", "NDXSPOT"]
     probe=st.tuples(st.sampled_from(ROWS), st.integers(-25, 25).filter(bool)),
     profile=st.sampled_from(["span", "som"]),
 )
-def test_what_if_equals_reserve_and_full_recompute(book_parts, held, orders, probe, profile) -> None:
+def test_what_if_is_the_worst_case_over_every_subset_of_orders(book_parts, held, orders, probe, profile) -> None:
     model = RiskModel(*book_parts)
     acct = _account(model, held, profile)
     for i, (iid, qty) in enumerate(orders):
         acct.reserve(f"o{i}", model.table.index[iid], qty, 1.0)
     row, qty = model.table.index[probe[0]], float(probe[1])
     result = acct.what_if(row, qty)
-    # Independent: worst side of (held + all buys + probe if buy) and (held + all sells + probe if sell).
-    sides = []
-    for sign in (1, -1):
-        pos = dict(held)
-        for iid, oq in orders + [(probe[0], probe[1])]:
-            if np.sign(oq) == sign:
-                pos[iid] = pos.get(iid, 0) + oq
-        sides.append(_direct_im(model, pos, model.params.profiles[profile]))
-    assert result.initial_margin_after == pytest.approx(max(sides), rel=1e-9, abs=1e-6)
+    brute = _worst_subset_im(model, held, orders + [probe], model.params.profiles[profile])
+    if profile == "span":
+        assert result.initial_margin_after == pytest.approx(brute, rel=1e-9, abs=1e-6)
+    else:
+        # The short-option floor counts every open option sell as a new short: never less.
+        assert result.initial_margin_after >= brute * (1 - 1e-9) - 1e-6
     acct.reserve("probe", row, qty, 1.0)
     assert acct.initial_margin_with_orders() == pytest.approx(result.initial_margin_after, rel=1e-9, abs=1e-6)
     acct.release("probe")
@@ -128,13 +138,47 @@ def test_reservation_counts_until_released_then_fill_moves_it_to_positions(model
     assert not acct.release("o1")
 
 
-def test_worst_side_of_buy_and_sell_orders(model: RiskModel) -> None:
+def test_orders_on_both_sides_and_underlyings_get_no_hedge_credit(model: RiskModel) -> None:
     acct = _account(model, {"ES": 2})
-    row = model.table.index["ES"]
-    acct.reserve("buy", row, 5, 6900.0)
-    acct.reserve("sell", row, -3, 6900.0)
-    expected = max(_direct_im(model, {"ES": 7}, acct.profile), _direct_im(model, {"ES": -1}, acct.profile))
+    es, nq, put = (model.table.index[i] for i in ("ES", "NQ", "P6400"))
+    acct.reserve("buy", es, 5, 6900.0)
+    acct.reserve("sell", es, -3, 6900.0)
+    acct.reserve("nq", nq, -10, 24000.0)
+    acct.reserve("put", put, 40, 100.0)
+    orders = [("ES", 5), ("ES", -3), ("NQ", -10), ("P6400", 40)]
+    expected = _worst_subset_im(model, {"ES": 2}, orders, acct.profile)
     assert acct.initial_margin_with_orders() == pytest.approx(expected, rel=1e-12)
+    # Buying puts would hedge the ES buy, but the puts may never fill: no credit.
+    assert expected > _direct_im(model, {"ES": 7, "P6400": 40, "NQ": -10}, acct.profile)
+
+
+def test_fill_that_contradicts_its_order_is_refused(model: RiskModel) -> None:
+    acct = _account(model, {})
+    es, nq = model.table.index["ES"], model.table.index["NQ"]
+    acct.reserve("o1", es, 10, 6900.0)
+    before = acct.initial_margin_with_orders()
+    with pytest.raises(ValueError, match="does not match open order"):
+        acct.apply_fill(nq, 4, 24000.0, order_id="o1")
+    with pytest.raises(ValueError, match="does not match open order"):
+        acct.apply_fill(es, -4, 6900.0, order_id="o1")
+    assert acct.positions == {} and acct.initial_margin_with_orders() == before
+
+
+def test_many_fills_that_close_out_leave_exactly_zero(model: RiskModel) -> None:
+    rng = np.random.default_rng(8)
+    acct = _account(model, {})
+    rows = [model.table.index[i] for i in ROWS]
+    held = np.zeros(len(model.table))
+    for _ in range(3000):
+        row = int(rng.choice(rows))
+        qty = float(rng.integers(-5, 6) or 1) * 0.1
+        acct.apply_fill(row, qty, float(model.valuation.mark[row]))
+        held[row] += qty
+    for row in np.flatnonzero(np.abs(held) > 1e-12):
+        acct.apply_fill(int(row), -float(acct.quantities()[row]), float(model.valuation.mark[row]))
+    assert acct.positions == {}
+    assert acct.initial_margin() == 0.0
+    assert acct.margin().binding_scenario == ""
 
 
 def test_equity_and_realized_pnl_follow_average_cost(model: RiskModel) -> None:

@@ -190,7 +190,7 @@ def _span_scenarios(grid: dict[str, Any]) -> list[tuple[float, float, float]]:
 
 def _scan(config: dict[str, Any], mkt: Market, net: dict[str, float], underlying: dict[str, Any]
           ) -> tuple[float, float]:
-    """(scan risk, short option contracts x price x multiplier) of one underlying, currency."""
+    """(scan risk, short option contracts x underlying price x multiplier) of one underlying, currency."""
     grid = config["margin"]["grids"][underlying["grid"]]
     decay = grid.get("lookahead_days", 0.0) / DAYS_PER_YEAR
     floor = grid.get("vol_floor", 0.01)
@@ -206,7 +206,10 @@ def _scan(config: dict[str, Any], mkt: Market, net: dict[str, float], underlying
         for j, (move, vol_shift, weight) in enumerate(scenarios):
             pnl[j] += qty * mult * weight * (mkt.unit_value(iid, move, vol_shift, decay, floor) - base)
         if spec["kind"] == "option" and qty < 0:
-            short_notional += -qty * mkt.quote(underlying["id"])["price"] * mult
+            # The option's own underlying price: the future's for options on futures.
+            on_future = spec.get("on_future")
+            ref = mkt.future(on_future) if on_future else mkt.quote(underlying["id"])["price"]
+            short_notional += -qty * ref * mult
     return max(0.0, -float(pnl.min())), short_notional
 
 
@@ -285,7 +288,8 @@ def test_tech_crash_moves_ndx_and_implies_spx(report: dict[str, Any], config: di
     spx, ndx = ids.index("SPX"), ids.index("NDX")
     bound = math.sqrt(cov[spx, spx] * cov[ndx, ndx])
     scaled = float(np.clip(cov[spx, ndx] * stress["correlation_factor"], -bound, bound))
-    expected_spx = scaled / cov[ndx, ndx] * -0.20
+    # Conditioned on log-returns (risk/stress.py), then back to a relative move.
+    expected_spx = math.expm1(scaled / cov[ndx, ndx] * math.log1p(-0.20))
     assert -0.20 < expected_spx < 0.0
     for acct in report["accounts"]:
         result = next(s for s in acct["stress"] if s["name"] == "tech crash")
