@@ -1,0 +1,290 @@
+"""The drop-copy application: ExecutionReports in, normalized fills and order events out.
+
+For every ExecutionReport (35=8) accepted by the session, in sequence order:
+
+- ExecType F (trade): one :class:`Fill` (kind ``trade``), signed quantity (buy > 0);
+- ExecType H (trade bust): one reversing :class:`Fill` (kind ``bust``) that undoes
+  the current version of the referenced trade (ExecRefID 19);
+- ExecType G (trade correction): a reversing fill (kind ``correction_reversal``)
+  of the current version of the referenced trade, then the corrected fill (kind
+  ``correction``) from the report's LastQty/LastPx;
+- every report also gives an :class:`OrderEvent` (new, partially filled, filled,
+  canceled, replaced, rejected, expired, ...) for open-order tracking.
+
+Fills are deduplicated by ExecID across PossDup resends and restarts: the
+:class:`ExecIdStore` records each trade's ExecID and economics before the events
+are published, so a bust or correction of a trade seen in an earlier run still
+reverses the right quantity and price. A report the application cannot use
+(missing LastQty on a trade, a bust of an unknown ExecID, an unknown ExecType)
+is refused with a BusinessMessageReject and logged with its raw bytes; the
+session keeps running. Knows nothing of margin.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Callable, Literal, Union
+
+import msgspec
+
+from fix.application import BusinessReject, UnsupportedMessageType
+from fix.parser import FixMessage
+from fix.session import Session
+
+log = logging.getLogger("riskd.fix.dropcopy")
+
+FillKind = Literal["trade", "bust", "correction_reversal", "correction"]
+ORDER_STATUS = {b"0": "new", b"1": "partially_filled", b"2": "filled", b"3": "done_for_day", b"4": "canceled",
+                b"5": "replaced", b"6": "pending_cancel", b"7": "stopped", b"8": "rejected", b"9": "suspended",
+                b"A": "pending_new", b"B": "calculated", b"C": "expired", b"D": "accepted_for_bidding",
+                b"E": "pending_replace"}
+#: Order statuses after which the order can no longer fill (its reservation is released).
+TERMINAL_STATUSES = frozenset({"filled", "canceled", "rejected", "expired", "done_for_day"})
+EXEC_TYPES = frozenset(b"0 3 4 5 6 7 8 9 A B C D E F G H I L".split())
+
+
+class Fill(msgspec.Struct, frozen=True, array_like=True):
+    """A change of position from the drop copy.
+
+    ``quantity``: signed contracts (buy > 0); a reversal carries the opposite sign
+    of what it reverses. ``price``: per unit of the instrument. ``ref_exec_id``:
+    the trade a bust or correction refers to. ``seq``: the FIX MsgSeqNum it came
+    in. ``received_ns``: monotonic receive time (ns) for the latency budget.
+    ``transact_time``: the OMS's TransactTime (60) as sent.
+    """
+
+    exec_id: str
+    kind: FillKind
+    account: str
+    symbol: str
+    quantity: float
+    price: float
+    order_id: str
+    cl_ord_id: str
+    ref_exec_id: str
+    transact_time: str
+    seq: int
+    poss_dup: bool
+    received_ns: int
+
+
+class OrderEvent(msgspec.Struct, frozen=True, array_like=True):
+    """An order's state from an ExecutionReport, for open-order tracking.
+
+    ``status``: one of ORDER_STATUS's names. ``side``: +1 buy, -1 sell.
+    ``order_qty``, ``leaves_qty``, ``cum_qty``: contracts (unsigned). ``price``:
+    limit price per unit, 0 when absent. ``orig_cl_ord_id``: the order a replace
+    or cancel refers to.
+    """
+
+    exec_id: str
+    exec_type: str
+    status: str
+    account: str
+    symbol: str
+    side: int
+    order_qty: float
+    leaves_qty: float
+    cum_qty: float
+    price: float
+    order_id: str
+    cl_ord_id: str
+    orig_cl_ord_id: str
+    seq: int
+    received_ns: int
+
+
+DropCopyEvent = Union[Fill, OrderEvent]
+
+
+class _TradeRecord(msgspec.Struct, array_like=True):
+    exec_id: str
+    account: str
+    symbol: str
+    quantity: float
+    price: float
+    order_id: str
+    cl_ord_id: str
+
+
+class ExecIdStore:
+    """Processed ExecIDs and the current version of every trade, persisted.
+
+    An append-only file of msgpack records (length-prefixed), replayed at open;
+    a torn record at the tail (crash mid-write) is dropped. ``path=None`` keeps
+    everything in memory (tests). Memory: about 200 bytes per trade.
+    """
+
+    _LEN = 4
+
+    def __init__(self, path: str | Path | None = None) -> None:
+        self._seen: set[str] = set()
+        #: Any ExecID of a trade (original or correction) -> the ExecID that opened its chain.
+        self._chain_of: dict[str, str] = {}
+        #: Chain -> the trade's current version (absent once busted).
+        self._current: dict[str, _TradeRecord] = {}
+        self._encoder = msgspec.msgpack.Encoder()
+        self._decoder = msgspec.msgpack.Decoder(tuple[str, str, _TradeRecord | None])
+        self._fd: int | None = None
+        if path is not None:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+            self._replay()
+
+    def _replay(self) -> None:
+        assert self._fd is not None
+        data = os.pread(self._fd, os.fstat(self._fd).st_size, 0)
+        offset = 0
+        while offset + self._LEN <= len(data):
+            size = int.from_bytes(data[offset:offset + self._LEN], "little")
+            if offset + self._LEN + size > len(data):
+                break
+            exec_id, ref, record = self._decoder.decode(data[offset + self._LEN:offset + self._LEN + size])
+            self._apply(exec_id, ref, record)
+            offset += self._LEN + size
+        if offset != len(data):
+            log.warning("ExecID store: torn record at offset %d dropped", offset)
+            os.ftruncate(self._fd, offset)
+
+    def _apply(self, exec_id: str, ref: str, record: _TradeRecord | None) -> None:
+        self._seen.add(exec_id)
+        chain = self._chain_of.get(ref, ref) if ref else exec_id
+        if record is None:
+            if ref:  # a bust ends the chain; a non-trade report (ref "") only marks the ExecID seen
+                self._current.pop(chain, None)
+            return
+        self._chain_of[exec_id] = chain
+        self._current[chain] = record
+
+    def seen(self, exec_id: str) -> bool:
+        return exec_id in self._seen
+
+    def current(self, exec_id: str) -> _TradeRecord | None:
+        """The current version of the trade that ``exec_id`` names (original or correction)."""
+        return self._current.get(self._chain_of.get(exec_id, exec_id))
+
+    def record(self, exec_id: str, ref: str, trade: _TradeRecord | None) -> None:
+        """Remember ``exec_id`` (and the trade it creates or corrects; None for a bust)."""
+        if self._fd is not None:
+            body = self._encoder.encode((exec_id, ref, trade))
+            os.write(self._fd, len(body).to_bytes(self._LEN, "little") + body)
+        self._apply(exec_id, ref, trade)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def _required(message: FixMessage, tag: int) -> bytes:
+    value = message.get(tag)
+    if not value:
+        raise BusinessReject(5, f"Conditionally required field missing: tag {tag}", tag)
+    return value
+
+
+def _float(message: FixMessage, tag: int, default: float | None = None) -> float:
+    value = message.get(tag)
+    if value is None:
+        if default is None:
+            raise BusinessReject(5, f"Conditionally required field missing: tag {tag}", tag)
+        return default
+    try:
+        return float(value)
+    except ValueError:
+        raise BusinessReject(0, f"Incorrect value for tag {tag}: {value!r}", tag) from None
+
+
+class DropCopyApplication:
+    """A FIX Application that turns a drop copy into :data:`DropCopyEvent` callbacks.
+
+    ``on_event`` is called on the session's thread, in sequence order; it must
+    not block for long (the ingest actor hands events to its ZeroMQ socket).
+    """
+
+    def __init__(self, on_event: Callable[[DropCopyEvent], None], exec_ids: ExecIdStore | None = None,
+                 clock_ns: Callable[[], int] = time.monotonic_ns) -> None:
+        self.on_event = on_event
+        self.exec_ids = exec_ids if exec_ids is not None else ExecIdStore()
+        self._clock_ns = clock_ns
+        self.duplicates = 0
+        self.rejected = 0
+
+    def on_logon(self, session: Session) -> None:
+        log.info("drop copy %s logged on", session.settings.session_key)
+
+    def on_logout(self, session: Session) -> None:
+        log.info("drop copy %s logged out", session.settings.session_key)
+
+    def from_admin(self, message: FixMessage, session: Session) -> None:
+        pass
+
+    def from_app(self, message: FixMessage, session: Session) -> None:
+        if message.msg_type != b"8":
+            raise UnsupportedMessageType()
+        received = self._clock_ns()
+        try:
+            self._execution_report(message, received)
+        except BusinessReject:
+            self.rejected += 1
+            log.warning("drop copy report refused: %r", message.raw)
+            raise
+
+    def _execution_report(self, message: FixMessage, received: int) -> None:
+        exec_id = _required(message, 17).decode()
+        exec_type = _required(message, 150)
+        if exec_type not in EXEC_TYPES:
+            raise BusinessReject(0, f"Unknown ExecType {exec_type!r}", 150)
+        if self.exec_ids.seen(exec_id):
+            self.duplicates += 1
+            log.info("drop copy duplicate ExecID %s (PossDup=%s) ignored", exec_id, message.get_str(43))
+            return
+        seq = message.get_int(34) or 0
+        poss_dup = message.get(43) == b"Y" or message.get(97) == b"Y"
+        side_raw = _required(message, 54)
+        side = 1 if side_raw in (b"1", b"3", b"9") else -1
+        account = (message.get(1) or b"").decode()
+        symbol = _required(message, 55).decode()
+        order_id = _required(message, 37).decode()
+        cl_ord_id = (message.get(11) or b"").decode()
+        events: list[DropCopyEvent] = []
+        if exec_type in (b"F", b"G", b"H"):
+            events += self._fills(message, exec_id, exec_type, side, account, symbol, order_id, cl_ord_id, seq,
+                                  poss_dup, received)
+        else:
+            self.exec_ids.record(exec_id, "", None)
+        status = ORDER_STATUS.get(message.get(39) or b"", "unknown")
+        events.append(OrderEvent(exec_id, exec_type.decode(), status, account, symbol, side,
+                                 _float(message, 38, 0.0), _float(message, 151), _float(message, 14),
+                                 _float(message, 44, 0.0), order_id, cl_ord_id,
+                                 (message.get(41) or b"").decode(), seq, received))
+        for event in events:
+            self.on_event(event)
+
+    def _fills(self, message: FixMessage, exec_id: str, exec_type: bytes, side: int, account: str, symbol: str,
+               order_id: str, cl_ord_id: str, seq: int, poss_dup: bool, received: int) -> list[Fill]:
+        transact = (message.get(60) or b"").decode()
+        if exec_type == b"F":
+            qty, px = _float(message, 32), _float(message, 31)
+            self.exec_ids.record(exec_id, "", _TradeRecord(exec_id, account, symbol, side * qty, px, order_id,
+                                                           cl_ord_id))
+            return [Fill(exec_id, "trade", account, symbol, side * qty, px, order_id, cl_ord_id, "", transact, seq,
+                         poss_dup, received)]
+        ref = _required(message, 19).decode()
+        current = self.exec_ids.current(ref)
+        if current is None:
+            raise BusinessReject(1, f"ExecRefID {ref} names no trade that is still standing", 19)
+        reverse = Fill(exec_id, "bust" if exec_type == b"H" else "correction_reversal", current.account,
+                       current.symbol, -current.quantity, current.price, current.order_id, current.cl_ord_id, ref,
+                       transact, seq, poss_dup, received)
+        if exec_type == b"H":
+            self.exec_ids.record(exec_id, ref, None)
+            return [reverse]
+        qty, px = _float(message, 32), _float(message, 31)
+        corrected = _TradeRecord(exec_id, account, symbol, side * qty, px, order_id, cl_ord_id)
+        self.exec_ids.record(exec_id, ref, corrected)
+        return [reverse, Fill(exec_id, "correction", account, symbol, side * qty, px, order_id, cl_ord_id, ref,
+                              transact, seq, poss_dup, received)]

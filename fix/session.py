@@ -1,0 +1,521 @@
+"""The FIX 4.4 session layer: logon, sequence numbers, gaps, resends, heartbeats, logout.
+
+Transport-independent and single-threaded: the connection feeds it framed
+messages (:meth:`Session.on_frame`) and ticks (:meth:`Session.on_timer`), and it
+writes bytes through the callbacks given to :meth:`Session.connection_made`.
+Its behaviour follows QuickFIX's Session (the QuickFIX FIX 4.4 acceptance
+scripts in tests/ run against it): validate, then verify SendingTime, CompIDs
+and MsgSeqNum; a number too high is queued and answered with one ResendRequest
+(later messages are held until the gap is filled, then processed in order); a
+number too low without PossDupFlag ends the session with a Logout; a ResendRequest
+is answered with the stored application messages (PossDupFlag=Y) and GapFills
+for admin messages. Times: ``HeartBtInt`` and timeouts in seconds, measured on
+the monotonic clock; SendingTime checks use the wall clock.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Callable
+
+from fix.application import Application, BusinessReject, RejectLogon, UnsupportedMessageType
+from fix.outbound import FieldValue, SendingTimeClock, build, parse_utc_timestamp
+from fix.parser import FixMessage, parse
+from fix.settings import SessionSettings
+from fix.store import MessageStore
+from fix.validation import FixValidationError, GarbledMessage, reverse_route_fields, validate
+
+log = logging.getLogger("riskd.fix")
+
+LOGON, HEARTBEAT, TEST_REQUEST, RESEND_REQUEST, REJECT, SEQUENCE_RESET, LOGOUT = (
+    b"A", b"0", b"1", b"2", b"3", b"4", b"5")
+ADMIN_TYPES = frozenset({LOGON, HEARTBEAT, TEST_REQUEST, RESEND_REQUEST, REJECT, SEQUENCE_RESET, LOGOUT})
+#: Standard header tags (FIX 4.4): kept when a stored message is resent.
+HEADER_TAGS = frozenset({8, 9, 35, 49, 56, 115, 128, 90, 91, 34, 50, 142, 57, 143, 116, 144, 129, 145, 43, 97,
+                         52, 122, 212, 213, 347, 369, 627, 628, 629, 630})
+REJECT_TEXT = {
+    0: "Invalid tag number", 1: "Required tag missing", 2: "Tag not defined for this message type",
+    3: "Undefined Tag", 4: "Tag specified without a value", 5: "Value is incorrect (out of range) for this tag",
+    6: "Incorrect data format for value", 7: "Decryption problem", 8: "Signature problem", 9: "CompID problem",
+    10: "SendingTime accuracy problem", 11: "Invalid MsgType", 13: "Tag appears more than once",
+    14: "Tag specified out of required order", 16: "Incorrect NumInGroup count for repeating group",
+}
+BUSINESS_REJECT_TEXT = {0: "Other", 1: "Unknown ID", 2: "Unknown Security", 3: "Unsupported Message Type",
+                        4: "Application not available", 5: "Conditionally Required Field Missing",
+                        6: "Not authorized", 7: "DeliverTo firm not available at this time"}
+#: QuickFIX drops a silent counterparty after 2.4 heartbeat intervals.
+TIMEOUT_HEARTBEATS = 2.4
+
+
+def _int(message: FixMessage, tag: int) -> int | None:
+    """An integer field, None when absent or malformed (validation reports malformed ones)."""
+    try:
+        return message.get_int(tag)
+    except ValueError:
+        return None
+
+
+class Disconnect(Exception):
+    """Internal: the session must drop the connection (the reason is logged)."""
+
+
+class Session:
+    """One FIX session (SenderCompID, TargetCompID) and its state on the current connection."""
+
+    def __init__(self, settings: SessionSettings, store: MessageStore, application: Application, *,
+                 clock: Callable[[], float] = time.time,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        self.settings = settings
+        self.store = store
+        self.application = application
+        self.sender = settings.sender_comp_id.encode()
+        self.target = settings.target_comp_id.encode()
+        self.initiator = settings.connection_type == "initiator"
+        self.heart_bt_int = settings.heart_bt_int
+        self._clock = clock
+        self._monotonic = monotonic
+        self._sending_time = SendingTimeClock(clock)
+        self._write: Callable[[bytes], None] | None = None
+        self._close: Callable[[], None] | None = None
+        #: Completed logons since start (the initiator resets its backoff on a new one).
+        self.logons = 0
+        self._reset_connection_state()
+
+    # ----- connection ------------------------------------------------------
+    @property
+    def connected(self) -> bool:
+        return self._write is not None
+
+    @property
+    def logged_on(self) -> bool:
+        return self.sent_logon and self.received_logon
+
+    def connection_made(self, write: Callable[[bytes], None], close: Callable[[], None]) -> None:
+        """A transport is up: an initiator sends its Logon at once."""
+        self._write, self._close = write, close
+        self._reset_connection_state()
+        if self.initiator:
+            self._send_logon()
+
+    def connection_lost(self) -> None:
+        """The transport is gone (either side closed it)."""
+        was_logged_on = self.logged_on
+        self._write = self._close = None
+        self._reset_connection_state()
+        if was_logged_on:
+            self._callback(self.application.on_logout, self)
+
+    def disconnect(self, reason: str) -> None:
+        """Drop the connection now (the counterparty will reconnect or be reconnected)."""
+        log.info("FIX %s->%s disconnect: %s", self.settings.sender_comp_id, self.settings.target_comp_id, reason)
+        close = self._close
+        if close is not None:
+            close()
+
+    def logout(self, text: str | None = None) -> None:
+        """Start the Logout handshake; the connection drops on the answer or after LogoutTimeout."""
+        if self.connected and not self.sent_logout_at:
+            self._send_logout(text)
+
+    def _reset_connection_state(self) -> None:
+        now = self._monotonic()
+        self.sent_logon = self.received_logon = False
+        self.sent_reset = self.received_reset = False
+        self.sent_logout_at: float | None = None
+        self.resend_range: tuple[int, int] | None = None
+        self.queue: dict[int, FixMessage] = {}
+        self.test_requests = 0
+        self.last_sent = self.last_received = self.connected_at = now
+
+    # ----- inbound ---------------------------------------------------------
+    def on_frame(self, raw: bytes) -> None:
+        """One complete, checksum-verified message from the framer."""
+        self.last_received = self._monotonic()
+        message = parse(raw)
+        try:
+            self._next(message)
+            self._next_queued()
+        except Disconnect as reason:
+            self.disconnect(str(reason))
+        except Exception:  # a bug must cost one message (logged with its bytes), never the session
+            log.exception("FIX session failed on message %r", raw[:500])
+
+    def on_garbled(self, raw: bytes, reason: str) -> None:
+        """A frame the framer could not verify: ignored, as FIX prescribes (logged with its bytes)."""
+        log.warning("FIX %s garbled message ignored (%s): %r", self.settings.target_comp_id, reason, raw[:200])
+        if not self.received_logon:
+            self.disconnect(f"garbled message before Logon: {reason}")
+
+    def on_timer(self) -> None:
+        """Heartbeats, TestRequests and timeouts; call about every 100-250 ms."""
+        if self._write is None:
+            return
+        now = self._monotonic()
+        if not self.received_logon:
+            if now - self.connected_at > self.settings.logon_timeout:
+                self.disconnect("no Logon within LogonTimeout")
+            return
+        if self.sent_logout_at is not None:
+            if now - self.sent_logout_at > self.settings.logout_timeout:
+                self.disconnect("Logout not answered within LogoutTimeout")
+            return
+        if not self.logged_on:
+            return
+        silent = now - self.last_received
+        if silent >= TIMEOUT_HEARTBEATS * self.heart_bt_int:
+            self.disconnect(f"no message for {silent:.1f} s (HeartBtInt {self.heart_bt_int} s)")
+            return
+        margin = 1.0 + self.settings.test_request_margin
+        if silent >= margin * self.heart_bt_int * (self.test_requests + 1):
+            self._send(TEST_REQUEST, [(112, b"TEST")])
+            self.test_requests += 1
+        elif self.test_requests == 0 and now - self.last_sent >= self.heart_bt_int:
+            self._send(HEARTBEAT, [])
+
+    def _next(self, message: FixMessage) -> None:
+        msg_type = message.msg_type
+        begin_string = message.get(8)
+        for tag in (49, 56):
+            # Absent (not merely empty: validation reports an empty value as such).
+            if tag not in message and b"\x01%d=" % tag not in message.raw:
+                if msg_type == LOGON or not self.received_logon:
+                    raise Disconnect(f"tag {tag} missing before logon")
+                self._reject(message, 1, str(tag))
+                return
+        if begin_string != self.settings.begin_string.encode():
+            if not self.received_logon:
+                raise Disconnect(f"BeginString {begin_string!r} before logon")
+            if msg_type == LOGOUT:
+                self._next_logout(message)
+            else:
+                self._send_logout("Incorrect BeginString")
+                self._incr_target()
+            return
+        if not self.received_logon and msg_type != LOGON:
+            raise Disconnect(f"first message is MsgType {msg_type!r}, not a Logon")
+        try:
+            validate(message)
+        except GarbledMessage as exc:
+            self.on_garbled(message.raw, str(exc))
+            return
+        except FixValidationError as exc:
+            if msg_type == LOGON or not self.received_logon:
+                raise Disconnect(f"invalid Logon: {exc.text}") from None
+            self._reject(message, exc.reason, exc.tag, exc.text)
+            return
+        handler = self._ADMIN_HANDLERS.get(msg_type)
+        if handler is not None:
+            handler(self, message)
+            return
+        if not self._verify(message):
+            return
+        try:
+            self.application.from_app(message, self)
+        except UnsupportedMessageType:
+            self._business_reject(message, 3)
+            return
+        except BusinessReject as exc:
+            self._business_reject(message, exc.reason, exc.text, exc.ref_tag)
+            return
+        except FixValidationError as exc:
+            self._reject(message, exc.reason, exc.tag, exc.text)
+            return
+        except Exception:  # the application's bug must not take the session down
+            log.exception("FIX application failed on message %r", message.raw)
+        self._incr_target()
+
+    def _next_queued(self) -> None:
+        """Process held messages that the last one made contiguous, in order."""
+        while self.queue:
+            expected = self.store.next_target_seq
+            for stale in [s for s in self.queue if s < expected]:
+                del self.queue[stale]
+            message = self.queue.pop(expected, None)
+            if message is None:
+                return
+            log.debug("FIX processing queued message %d", expected)
+            if message.msg_type in (LOGON, RESEND_REQUEST):
+                self._incr_target()
+            else:
+                self._next(message)
+
+    # ----- verification ----------------------------------------------------
+    def _verify(self, message: FixMessage, check_too_high: bool = True, check_too_low: bool = True) -> bool:
+        seq = _int(message, 34)
+        if seq is None:
+            self._reject(message, 1, "34")
+            return False
+        sending = parse_utc_timestamp(message.get(52) or b"")
+        if sending is None or abs(sending - self._clock()) > self.settings.max_latency:
+            self._reject(message, 10)
+            self._send_logout()
+            return False
+        if message.get(49) != self.target or message.get(56) != self.sender:
+            self._reject(message, 9)
+            self._send_logout()
+            return False
+        expected = self.store.next_target_seq
+        if check_too_high and seq > expected:
+            self._target_too_high(message, seq)
+            return False
+        if check_too_low and seq < expected:
+            self._target_too_low(message, seq)
+            return False
+        if (check_too_high or check_too_low) and self.resend_range is not None:
+            if seq >= self.resend_range[1]:
+                log.info("FIX resend of %d-%d complete", *self.resend_range)
+                self.resend_range = None
+        self.test_requests = 0
+        return True
+
+    def _target_too_high(self, message: FixMessage, seq: int) -> None:
+        expected = self.store.next_target_seq
+        log.info("FIX MsgSeqNum too high, expecting %d but received %d", expected, seq)
+        self.queue[seq] = message
+        if self.resend_range is not None and seq >= self.resend_range[0]:
+            return  # a ResendRequest covering it is already out
+        self.resend_range = (expected, seq - 1)
+        self._send(RESEND_REQUEST, [(7, expected), (16, 0)])
+
+    def _target_too_low(self, message: FixMessage, seq: int) -> None:
+        if message.get(43) != b"Y":
+            text = f"MsgSeqNum too low, expecting {self.store.next_target_seq} but received {seq}"
+            self._send_logout(text)
+            raise Disconnect(text)
+        if message.msg_type != SEQUENCE_RESET:
+            original = message.get(122)
+            if original is None:
+                self._reject(message, 1, "122")
+                return
+            orig_time = parse_utc_timestamp(original)
+            sending = parse_utc_timestamp(message.get(52) or b"")
+            if orig_time is None or sending is None or orig_time > sending:
+                self._reject(message, 10)
+                self._send_logout()
+        # A PossDup of a number already processed: ignored, never delivered twice.
+
+    # ----- admin messages --------------------------------------------------
+    def _next_logon(self, message: FixMessage) -> None:
+        reset = message.get(141) == b"Y"
+        self.received_reset = reset
+        if reset and not self.sent_reset:
+            log.info("FIX Logon has ResetSeqNumFlag=Y: sequence numbers reset to 1")
+            self.store.reset()
+        if self.initiator and not self.sent_logon and not reset:
+            raise Disconnect("received a Logon response before sending a Logon")
+        if not self.initiator and self.settings.reset_on_logon and not reset:
+            self.store.reset()
+        if not self._verify(message, check_too_high=False, check_too_low=True):
+            if not self.received_logon:
+                raise Disconnect("Logon failed verification")
+            return
+        try:
+            self.application.from_admin(message, self)
+        except RejectLogon as exc:
+            self._send_logout(str(exc) or "Logon rejected")
+            raise Disconnect(f"Logon rejected: {exc}") from None
+        self.received_logon = True
+        if not self.initiator or (self.received_reset and not self.sent_reset):
+            heart_bt_int = _int(message, 108)
+            if heart_bt_int is not None and heart_bt_int > 0:
+                self.heart_bt_int = heart_bt_int
+            self._send_logon(reply_reset=self.received_reset)
+        self.sent_reset = self.received_reset = False
+        seq = _int(message, 34) or 0
+        if seq > self.store.next_target_seq and not reset:
+            self._target_too_high(message, seq)
+        else:
+            self._incr_target()
+        if self.logged_on:
+            self.logons += 1
+            log.info("FIX %s->%s logged on", self.settings.sender_comp_id, self.settings.target_comp_id)
+            self._callback(self.application.on_logon, self)
+
+    def _next_heartbeat(self, message: FixMessage) -> None:
+        if self._verify(message) and self._admin(message):
+            self._incr_target()
+
+    def _next_test_request(self, message: FixMessage) -> None:
+        if self._verify(message) and self._admin(message):
+            self._send(HEARTBEAT, [(112, message.get(112) or b"")])
+            self._incr_target()
+
+    def _next_reject(self, message: FixMessage) -> None:
+        if self._verify(message) and self._admin(message):
+            log.warning("FIX counterparty rejected our message %s: %r", message.get_str(45), message.get_str(58))
+            self._incr_target()
+
+    def _next_logout(self, message: FixMessage) -> None:
+        if not self._verify(message, check_too_high=False, check_too_low=False):
+            return
+        self._admin(message)
+        if self.sent_logout_at is None:
+            log.info("FIX received Logout request: %r", message.get_str(58))
+            self._send_logout()
+        else:
+            log.info("FIX received Logout response")
+        self._incr_target()
+        raise Disconnect("Logout handshake complete")
+
+    def _next_sequence_reset(self, message: FixMessage) -> None:
+        gap_fill = message.get(123) == b"Y"
+        if not self._verify(message, check_too_high=gap_fill, check_too_low=gap_fill):
+            return
+        self._admin(message)
+        new_seq = _int(message, 36)
+        expected = self.store.next_target_seq
+        if new_seq is None:
+            self._reject(message, 1, "36")
+        elif new_seq > expected:
+            log.info("FIX SequenceReset (%s) to %d", "GapFill" if gap_fill else "Reset", new_seq)
+            self.store.set_next_target_seq(new_seq)
+        elif new_seq < expected:
+            self._reject(message, 5)
+
+    def _next_resend_request(self, message: FixMessage) -> None:
+        if not self._verify(message, check_too_high=False, check_too_low=False):
+            return
+        self._admin(message)
+        begin = _int(message, 7) or 1
+        end = _int(message, 16) or 0
+        next_sender = self.store.next_sender_seq
+        if end == 0 or end >= next_sender:
+            end = next_sender - 1
+        log.info("FIX received ResendRequest %d-%d", begin, end)
+        if not self.settings.persist_messages:
+            self._gap_fill(begin, min(end + 1, next_sender))
+        else:
+            gap_start: int | None = None
+            last = 0
+            current = begin
+            for seq, raw in self.store.sent_range(begin, end):
+                stored = parse(raw)
+                if stored.msg_type in ADMIN_TYPES:
+                    if gap_start is None:
+                        gap_start = seq
+                else:
+                    if gap_start is not None:
+                        self._gap_fill(gap_start, seq)
+                        gap_start = None
+                    self._resend(stored)
+                last = seq
+                current = seq + 1
+            if gap_start is not None:
+                self._gap_fill(gap_start, last + 1)
+            if end > last:
+                self._gap_fill(current, min(end + 1, next_sender))
+        seq = _int(message, 34)
+        if seq == self.store.next_target_seq:
+            self._incr_target()
+
+    _ADMIN_HANDLERS: dict[bytes, Callable[["Session", FixMessage], None]] = {
+        LOGON: _next_logon, HEARTBEAT: _next_heartbeat, TEST_REQUEST: _next_test_request,
+        REJECT: _next_reject, LOGOUT: _next_logout, SEQUENCE_RESET: _next_sequence_reset,
+        RESEND_REQUEST: _next_resend_request,
+    }
+
+    def _admin(self, message: FixMessage) -> bool:
+        self._callback(self.application.from_admin, message, self)
+        return True
+
+    # ----- outbound --------------------------------------------------------
+    def send(self, msg_type: bytes, body: list[tuple[int, FieldValue]],
+             header: list[tuple[int, FieldValue]] | None = None) -> int:
+        """Send an application message; returns its MsgSeqNum.
+
+        It is stored before it is written, so a message sent while disconnected
+        is delivered by the counterparty's ResendRequest after the next logon.
+        """
+        return self._send(msg_type, body, header or [])
+
+    def _send(self, msg_type: bytes, body: list[tuple[int, FieldValue]],
+              header: list[tuple[int, FieldValue]] | tuple = (), seq: int | None = None) -> int:
+        persist = seq is None
+        if seq is None:
+            seq = self.store.next_sender_seq
+        fields = [(34, seq), (49, self.sender), (52, self._sending_time.now()), (56, self.target), *header]
+        raw = build(msg_type, fields, body)
+        if persist:
+            if self.settings.persist_messages:
+                self.store.save_sent(seq, raw)
+            self.store.set_next_sender_seq(seq + 1)
+        if self._write is not None and (self.logged_on or msg_type in ADMIN_TYPES):
+            self._write(raw)
+            self.last_sent = self._monotonic()
+        return seq
+
+    def _send_logon(self, reply_reset: bool = False) -> None:
+        body: list[tuple[int, FieldValue]] = [(98, 0), (108, self.heart_bt_int)]
+        if self.initiator and not self.sent_logon and self.settings.reset_on_logon:
+            self.store.reset()
+            self.sent_reset = True
+        if self.sent_reset or reply_reset:
+            body.append((141, b"Y"))
+        if self.initiator and self.settings.username:
+            body.append((553, self.settings.username))
+        if self.initiator and self.settings.password:
+            body.append((554, self.settings.password))
+        self.sent_logon = True
+        self._send(LOGON, body)
+
+    def _send_logout(self, text: str | None = None) -> None:
+        self.sent_logout_at = self._monotonic()
+        self._send(LOGOUT, [(58, text)] if text else [])
+
+    def _gap_fill(self, begin: int, new_seq: int) -> None:
+        now = self._sending_time.now()
+        self._send(SEQUENCE_RESET, [(36, new_seq), (123, b"Y")], [(43, b"Y"), (122, now)], seq=begin)
+
+    def _resend(self, stored: FixMessage) -> None:
+        header: list[tuple[int, FieldValue]] = [(43, b"Y"), (122, stored.get(52) or b"")]
+        body: list[tuple[int, FieldValue]] = []
+        for tag, value in stored.fields:
+            if tag in (8, 9, 10, 35, 34, 49, 52, 56, 43, 122):
+                continue
+            (header if tag in HEADER_TAGS else body).append((tag, value))
+        log.info("FIX resending message %s", stored.get_str(34))
+        self._send(stored.msg_type or b"", body, header, seq=_int(stored, 34))
+
+    def _reject(self, message: FixMessage, reason: int, tag: str | None = None, text: str | None = None) -> None:
+        msg_type = message.msg_type
+        seq_text = message.get(34)
+        body: list[tuple[int, FieldValue]] = []
+        if seq_text:
+            body.append((45, seq_text))
+        body.append((58, text or REJECT_TEXT.get(reason, "Rejected")))
+        if tag is not None or reason == 0:
+            body.append((371, tag if tag is not None else "0"))
+        if msg_type:
+            body.append((372, msg_type))
+        body.append((373, reason))
+        if msg_type not in (LOGON, SEQUENCE_RESET) and _int(message, 34) == self.store.next_target_seq:
+            self._incr_target()
+        if not self.received_logon:
+            raise Disconnect(f"message rejected before logon: {REJECT_TEXT.get(reason)}")
+        log.warning("FIX message %s rejected: %s (tag %s): %r", seq_text, REJECT_TEXT.get(reason), tag,
+                    message.raw[:300])
+        self._send(REJECT, body, reverse_route_fields(message))
+
+    def _business_reject(self, message: FixMessage, reason: int, text: str | None = None,
+                         ref_tag: int | None = None) -> None:
+        body: list[tuple[int, FieldValue]] = [(45, message.get(34) or b"0"),
+                                              (58, text or BUSINESS_REJECT_TEXT.get(reason, "Rejected"))]
+        if ref_tag is not None:
+            body.append((371, ref_tag))
+        body += [(372, message.msg_type or b""), (380, reason)]
+        self._incr_target()
+        log.warning("FIX business message rejected (%s): %r", body[1][1], message.raw[:300])
+        self._send(b"j", body, reverse_route_fields(message))
+
+    def _incr_target(self) -> None:
+        self.store.set_next_target_seq(self.store.next_target_seq + 1)
+
+    @staticmethod
+    def _callback(fn: Callable[..., None], *args: object) -> None:
+        try:
+            fn(*args)
+        except (RejectLogon, UnsupportedMessageType, BusinessReject):
+            raise
+        except Exception:
+            log.exception("FIX application callback %s failed", getattr(fn, "__name__", fn))
