@@ -31,11 +31,13 @@ __all__ = ["execution_reports", "parse_bench"]
 _BLOCK = 500  # messages per interleaved fast/simplefix block
 
 
-def execution_reports(n: int, seed: int = 7) -> list[bytes]:
+def execution_reports(n: int, seed: int = 7, sending_time: bytes | None = None) -> list[bytes]:
     """``n`` distinct drop-copy ExecutionReports (35=8) as wire bytes, ~270 bytes each.
 
     Mostly fills (ExecType F) with some new/cancel acks, varied ids, prices and
-    quantities, so no two messages are equal.
+    quantities, so no two messages are equal. MsgSeqNum runs from 2 (after a
+    Logon). ``sending_time``: the SendingTime (52) of every message, for a live
+    session that checks it; by default a fixed date.
     """
     rng = random.Random(seed)
     symbols = [(b"ESZ6", b"FUT", b"202612"), (b"NQZ6", b"FUT", b"202612"), (b"SPXW261218C07000", b"OPT", b"202612")]
@@ -49,9 +51,9 @@ def execution_reports(n: int, seed: int = 7) -> list[bytes]:
         status = {b"F": b"2" if cum == qty else b"1", b"0": b"0", b"4": b"4"}[exec_type]
         px = b"%d.%02d" % (rng.randint(5000, 7500), rng.choice([0, 25, 50, 75]))
         ms = i % 1000
+        stamp = sending_time or b"20261120-21:%02d:%02d.%03d" % ((i // 60000) % 60, (i // 1000) % 60, ms)
         body = b"".join([
-            b"35=8\x0134=%d\x0149=OMS\x0156=RISKD\x0152=20261120-21:%02d:%02d.%03d\x01" % (
-                i + 2, (i // 60000) % 60, (i // 1000) % 60, ms),
+            b"35=8\x0134=%d\x0149=OMS\x0156=RISKD\x0152=%s\x01" % (i + 2, stamp),
             b"37=ORD%09d\x0111=CL%010d\x0117=EX%012d\x01150=%s\x0139=%s\x01" % (
                 rng.randint(0, 10**9), i, i, exec_type, status),
             b"55=%s\x01167=%s\x01200=%s\x0154=%d\x0138=%d\x0144=%s\x01" % (

@@ -5,6 +5,7 @@
     riskd margin BOOK.toml     offline margin calculator (IM, MM, scan, VaR, stress)
     riskd config check FILE    decode and check a config file
     riskd bench pricing        pricing and margin throughput, as JSON
+    riskd bench fix            FIX parse and session throughput, as JSON
 
 Exit codes: 0 success, 1 some input rows were bad, 2 the input could not be used.
 """
@@ -63,6 +64,12 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return run_bench_pricing(args.json, sys.stdout, quick=args.quick)
 
 
+def _cmd_bench_fix(args: argparse.Namespace) -> int:
+    from daemon.bench_fix import run_bench_fix
+
+    return run_bench_fix(sys.stdout, quick=args.quick)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="riskd", description="Real-time margin and pre-trade risk daemon.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -93,6 +100,10 @@ def build_parser() -> argparse.ArgumentParser:
     pricing.add_argument("--json", action="store_true", help="print one JSON object (the default output too)")
     pricing.add_argument("--quick", action="store_true", help="fewer repetitions (smoke run)")
     pricing.set_defaults(func=_cmd_bench)
+    fix = bench_sub.add_parser("fix", help="fast parser vs simplefix, and drop-copy messages/s through a session")
+    fix.add_argument("--json", action="store_true", help="print one JSON object (the default output too)")
+    fix.add_argument("--quick", action="store_true", help="smaller sizes (smoke run)")
+    fix.set_defaults(func=_cmd_bench_fix)
     return parser
 
 

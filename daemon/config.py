@@ -17,6 +17,7 @@ import msgspec
 from msgspec import Meta
 
 from daemon.config_errors import ConfigError, explain
+from fix.settings import SessionSettings
 from risk.instruments import InstrumentTable, ReferenceDataError
 from risk.params import InstrumentSpec, MarginParams, UnderlyingSpec
 
@@ -32,14 +33,27 @@ class AccountSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
     cash: float = 0.0
 
 
+class FixConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """FIX sessions, with QuickFIX's setting names (see fix/settings.py).
+
+    ``drop_copy``: the session on which the OMS's drop copy arrives (riskd is
+    usually the initiator). ``execution``: the order-entry session liquidation
+    orders go out on.
+    """
+
+    drop_copy: SessionSettings | None = None
+    execution: SessionSettings | None = None
+
+
 class RiskdConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """The whole daemon configuration.
 
     ``history``: optional price-history file (CSV or Parquet, see risk.history) for
-    VaR, relative to the config file's folder.
+    VaR, relative to the config file's folder. ``fix``: the FIX sessions.
     """
 
     margin: MarginParams
+    fix: FixConfig = FixConfig()
     underlyings: tuple[UnderlyingSpec, ...] = ()
     instruments: tuple[InstrumentSpec, ...] = ()
     accounts: tuple[AccountSpec, ...] = ()

@@ -12,9 +12,12 @@ For every ExecutionReport (35=8) accepted by the session, in sequence order:
   canceled, replaced, rejected, expired, ...) for open-order tracking.
 
 Fills are deduplicated by ExecID across PossDup resends and restarts: the
-:class:`ExecIdStore` records each trade's ExecID and economics before the events
-are published, so a bust or correction of a trade seen in an earlier run still
-reverses the right quantity and price. A report the application cannot use
+:class:`ExecIdStore` records each trade's ExecID and economics, so a bust or
+correction of a trade seen in an earlier run still reverses the right quantity
+and price. Records are written once per TCP read, before the session persists
+its next expected sequence number: after a crash the counterparty re-delivers
+the last read's reports rather than any being skipped (at-least-once across a
+crash; the journal and the position actors' ExecID check make it exactly once). A report the application cannot use
 (missing LastQty on a trade, a bust of an unknown ExecID, an unknown ExecType)
 is refused with a BusinessMessageReject and logged with its raw bytes; the
 session keeps running. Knows nothing of margin.
@@ -119,6 +122,7 @@ class ExecIdStore:
     """
 
     _LEN = 4
+    FLUSH_BYTES = 1 << 16
 
     def __init__(self, path: str | Path | None = None) -> None:
         self._seen: set[str] = set()
@@ -129,6 +133,7 @@ class ExecIdStore:
         self._encoder = msgspec.msgpack.Encoder()
         self._decoder = msgspec.msgpack.Decoder(tuple[str, str, _TradeRecord | None])
         self._fd: int | None = None
+        self._pending = bytearray()
         if path is not None:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
@@ -167,14 +172,27 @@ class ExecIdStore:
         return self._current.get(self._chain_of.get(exec_id, exec_id))
 
     def record(self, exec_id: str, ref: str, trade: _TradeRecord | None) -> None:
-        """Remember ``exec_id`` (and the trade it creates or corrects; None for a bust)."""
+        """Remember ``exec_id`` (and the trade it creates or corrects; None for a bust).
+
+        Buffered: :meth:`flush` writes (the session calls it once per TCP read).
+        """
         if self._fd is not None:
             body = self._encoder.encode((exec_id, ref, trade))
-            os.write(self._fd, len(body).to_bytes(self._LEN, "little") + body)
+            self._pending += len(body).to_bytes(self._LEN, "little")
+            self._pending += body
+            if len(self._pending) >= self.FLUSH_BYTES:
+                self.flush()
         self._apply(exec_id, ref, trade)
+
+    def flush(self) -> None:
+        """Write buffered records (to the page cache; no fsync)."""
+        if self._fd is not None and self._pending:
+            os.write(self._fd, self._pending)
+            self._pending = bytearray()
 
     def close(self) -> None:
         if self._fd is not None:
+            self.flush()
             os.close(self._fd)
             self._fd = None
 
@@ -222,6 +240,10 @@ class DropCopyApplication:
     def from_admin(self, message: FixMessage, session: Session) -> None:
         pass
 
+    def flush(self) -> None:
+        """Called by the session at the end of each TCP read: persist the ExecIDs seen."""
+        self.exec_ids.flush()
+
     def from_app(self, message: FixMessage, session: Session) -> None:
         if message.msg_type != b"8":
             raise UnsupportedMessageType()
@@ -251,28 +273,32 @@ class DropCopyApplication:
         order_id = _required(message, 37).decode()
         cl_ord_id = (message.get(11) or b"").decode()
         events: list[DropCopyEvent] = []
+        record: tuple[str, str, _TradeRecord | None] = (exec_id, "", None)
         if exec_type in (b"F", b"G", b"H"):
-            events += self._fills(message, exec_id, exec_type, side, account, symbol, order_id, cl_ord_id, seq,
-                                  poss_dup, received)
-        else:
-            self.exec_ids.record(exec_id, "", None)
+            fills, record = self._fills(message, exec_id, exec_type, side, account, symbol, order_id, cl_ord_id,
+                                        seq, poss_dup, received)
+            events += fills
         status = ORDER_STATUS.get(message.get(39) or b"", "unknown")
         events.append(OrderEvent(exec_id, exec_type.decode(), status, account, symbol, side,
                                  _float(message, 38, 0.0), _float(message, 151), _float(message, 14),
                                  _float(message, 44, 0.0), order_id, cl_ord_id,
                                  (message.get(41) or b"").decode(), seq, received))
+        # Publish first, remember second: if publishing fails the report is not
+        # marked seen, so a re-delivery can still bring it (never at-most-once).
         for event in events:
             self.on_event(event)
+        self.exec_ids.record(*record)
 
     def _fills(self, message: FixMessage, exec_id: str, exec_type: bytes, side: int, account: str, symbol: str,
-               order_id: str, cl_ord_id: str, seq: int, poss_dup: bool, received: int) -> list[Fill]:
+               order_id: str, cl_ord_id: str, seq: int, poss_dup: bool, received: int
+               ) -> tuple[list[Fill], tuple[str, str, _TradeRecord | None]]:
+        """The fill events of a trade, bust or correction, and the ExecID record to keep."""
         transact = (message.get(60) or b"").decode()
         if exec_type == b"F":
             qty, px = _float(message, 32), _float(message, 31)
-            self.exec_ids.record(exec_id, "", _TradeRecord(exec_id, account, symbol, side * qty, px, order_id,
-                                                           cl_ord_id))
-            return [Fill(exec_id, "trade", account, symbol, side * qty, px, order_id, cl_ord_id, "", transact, seq,
-                         poss_dup, received)]
+            trade = _TradeRecord(exec_id, account, symbol, side * qty, px, order_id, cl_ord_id)
+            return ([Fill(exec_id, "trade", account, symbol, side * qty, px, order_id, cl_ord_id, "", transact, seq,
+                          poss_dup, received)], (exec_id, "", trade))
         ref = _required(message, 19).decode()
         current = self.exec_ids.current(ref)
         if current is None:
@@ -281,10 +307,8 @@ class DropCopyApplication:
                        current.symbol, -current.quantity, current.price, current.order_id, current.cl_ord_id, ref,
                        transact, seq, poss_dup, received)
         if exec_type == b"H":
-            self.exec_ids.record(exec_id, ref, None)
-            return [reverse]
+            return [reverse], (exec_id, ref, None)
         qty, px = _float(message, 32), _float(message, 31)
         corrected = _TradeRecord(exec_id, account, symbol, side * qty, px, order_id, cl_ord_id)
-        self.exec_ids.record(exec_id, ref, corrected)
-        return [reverse, Fill(exec_id, "correction", account, symbol, side * qty, px, order_id, cl_ord_id, ref,
-                              transact, seq, poss_dup, received)]
+        return ([reverse, Fill(exec_id, "correction", account, symbol, side * qty, px, order_id, cl_ord_id, ref,
+                               transact, seq, poss_dup, received)], (exec_id, ref, corrected))

@@ -55,6 +55,13 @@ class FixConnection(asyncio.Protocol):
             self.session.connection_made(self._write, self._close)
 
     def data_received(self, data: bytes) -> None:
+        try:
+            self._frames(data)
+        finally:
+            if self.session is not None:
+                self.session.on_batch_end()
+
+    def _frames(self, data: bytes) -> None:
         for frame in self.framer.feed(data):
             if self.transport is None or self.transport.is_closing():
                 return
@@ -174,7 +181,7 @@ class FixEngine:
 
     def stop_thread(self, timeout_s: float = 5.0) -> None:
         """Stop an engine started with start_in_thread (graceful logout first)."""
-        if self.loop is None or self._thread is None:
+        if self.loop is None or self._thread is None or self.loop.is_closed():
             return
         future = asyncio.run_coroutine_threadsafe(self.stop(), self.loop)
         try:
@@ -182,6 +189,7 @@ class FixEngine:
         finally:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join(timeout_s)
+            self._thread = None
 
     def call(self, fn: Callable[..., object], *args: object) -> None:
         """Run ``fn(*args)`` on the engine's loop thread (e.g. session.send from another thread)."""

@@ -103,7 +103,7 @@ class FixMessage:
     occurrence in O(1).
     """
 
-    __slots__ = ("raw", "fields", "errors", "_index")
+    __slots__ = ("raw", "fields", "errors", "_index", "get")
 
     def __init__(self, raw: bytes, fields: list[tuple[int, bytes]], index: dict[int, bytes],
                  errors: list[FieldError]) -> None:
@@ -111,10 +111,10 @@ class FixMessage:
         self.fields = fields
         self.errors = errors
         self._index = index
-
-    def get(self, tag: int, default: bytes | None = None) -> bytes | None:
-        """Value of the first occurrence of ``tag``, or ``default``."""
-        return self._index.get(tag, default)
+        #: ``get(tag, default=None)``: value of the first occurrence of ``tag``, or
+        #: ``default``. The dict's own bound method: called ~20 times per message on
+        #: the hot path, where a Python-level wrapper cost a third of the lookups' time.
+        self.get = index.get
 
     def get_str(self, tag: int, default: str | None = None) -> str | None:
         """Value of ``tag`` decoded as UTF-8 (undecodable bytes replaced), or ``default``."""

@@ -100,6 +100,7 @@ class Session:
 
     def connection_lost(self) -> None:
         """The transport is gone (either side closed it)."""
+        self.on_batch_end()
         was_logged_on = self.logged_on
         self._write = self._close = None
         self._reset_connection_state()
@@ -140,6 +141,17 @@ class Session:
             self.disconnect(str(reason))
         except Exception:  # a bug must cost one message (logged with its bytes), never the session
             log.exception("FIX session failed on message %r", raw[:500])
+
+    def on_batch_end(self) -> None:
+        """End of one TCP read: the application flushes its records, then the target
+        sequence number is persisted (in that order, so a crash re-delivers, never skips)."""
+        flush = getattr(self.application, "flush", None)
+        try:
+            if flush is not None:
+                flush()
+            self.store.flush()
+        except Exception:
+            log.exception("FIX flush failed for %s", self.settings.session_key)
 
     def on_garbled(self, raw: bytes, reason: str) -> None:
         """A frame the framer could not verify: ignored, as FIX prescribes (logged with its bytes)."""

@@ -4,7 +4,12 @@
 (SenderCompID, TargetCompID):
 
 - ``<S>-<T>.seqnums``: the next sender and next target sequence numbers, a
-  fixed-width text record rewritten in place (one small ``pwrite``);
+  fixed-width text record rewritten in place (one small ``pwrite``). The sender
+  number is written before each message goes out (a restart must never reuse
+  one); the target number is written by :meth:`FileStore.flush`, once per TCP
+  read, after the application has flushed its own records, so after a crash it
+  can only lag, and the lag is re-delivered by the counterparty (and deduplicated
+  by ExecID), never skipped;
 - ``<S>-<T>.body``: every sent message, appended as ``seq (u32) | length (u32) |
   raw bytes``, read back by offset for a ResendRequest. A record torn by a crash
   at the tail is ignored at open (its message was never fully written, so it was
@@ -37,6 +42,7 @@ class MessageStore(Protocol):
 
     def set_next_sender_seq(self, value: int) -> None: ...
     def set_next_target_seq(self, value: int) -> None: ...
+    def flush(self) -> None: ...
     def save_sent(self, seq: int, raw: bytes) -> None: ...
     def sent_range(self, begin: int, end: int) -> list[tuple[int, bytes]]: ...
     def reset(self) -> None: ...
@@ -57,6 +63,9 @@ class MemoryStore:
 
     def set_next_target_seq(self, value: int) -> None:
         self.next_target_seq = value
+
+    def flush(self) -> None:
+        pass
 
     def save_sent(self, seq: int, raw: bytes) -> None:
         self._sent[seq] = raw
@@ -84,6 +93,7 @@ class FileStore:
         self._seq_path = self.folder / f"{stem}.seqnums"
         self._body_path = self.folder / f"{stem}.body"
         self._index: dict[int, tuple[int, int]] = {}
+        self._target_dirty = False
         self.creation_time = time.time()
         self.next_sender_seq, self.next_target_seq = self._read_seqnums()
         self._seq_fd = os.open(self._seq_path, os.O_RDWR | os.O_CREAT, 0o600)
@@ -115,6 +125,7 @@ class FileStore:
         return offset
 
     def _write_seqnums(self) -> None:
+        self._target_dirty = False
         os.pwrite(self._seq_fd, _SEQNUMS_FORMAT % (self.next_sender_seq, self.next_target_seq), 0)
 
     def set_next_sender_seq(self, value: int) -> None:
@@ -123,7 +134,12 @@ class FileStore:
 
     def set_next_target_seq(self, value: int) -> None:
         self.next_target_seq = value
-        self._write_seqnums()
+        self._target_dirty = True
+
+    def flush(self) -> None:
+        """Persist the target sequence number if it moved since the last flush."""
+        if self._target_dirty:
+            self._write_seqnums()
 
     def save_sent(self, seq: int, raw: bytes) -> None:
         os.pwrite(self._body_fd, _RECORD.pack(seq, len(raw)) + raw, self._body_end)
@@ -144,6 +160,10 @@ class FileStore:
         self._write_seqnums()
 
     def close(self) -> None:
+        try:
+            self.flush()
+        except OSError:
+            pass
         for fd in (self._seq_fd, self._body_fd):
             try:
                 os.close(fd)
