@@ -254,35 +254,41 @@ class DropCopyApplication:
             self.rejected += 1
             log.warning("drop copy report refused: %r", message.raw)
             raise
+        except (AttributeError, TypeError, ValueError) as exc:  # a field the dictionary should have caught
+            self.rejected += 1
+            log.warning("drop copy report malformed (%s): %r", exc, message.raw)
+            raise BusinessReject(0, f"Malformed ExecutionReport: {exc}") from None
 
     def _execution_report(self, message: FixMessage, received: int) -> None:
-        exec_id = _required(message, 17).decode()
-        exec_type = _required(message, 150)
+        # The session validated the report against the FIX 4.4 dictionary, so the
+        # required fields (17, 150, 39, 54, 37, 151, 14, 6) are present and well
+        # formed; only conditionally required ones are checked here.
+        get = message.get
+        exec_id = get(17).decode()
+        exec_type = get(150)
         if exec_type not in EXEC_TYPES:
             raise BusinessReject(0, f"Unknown ExecType {exec_type!r}", 150)
         if self.exec_ids.seen(exec_id):
             self.duplicates += 1
             log.info("drop copy duplicate ExecID %s (PossDup=%s) ignored", exec_id, message.get_str(43))
             return
-        seq = message.get_int(34) or 0
-        poss_dup = message.get(43) == b"Y" or message.get(97) == b"Y"
-        side_raw = _required(message, 54)
-        side = 1 if side_raw in (b"1", b"3", b"9") else -1
-        account = (message.get(1) or b"").decode()
+        seq = int(get(34) or 0)
+        poss_dup = get(43) == b"Y" or get(97) == b"Y"
+        side = 1 if get(54) in (b"1", b"3", b"9") else -1
+        account = (get(1) or b"").decode()
         symbol = _required(message, 55).decode()
-        order_id = _required(message, 37).decode()
-        cl_ord_id = (message.get(11) or b"").decode()
+        order_id = get(37).decode()
+        cl_ord_id = (get(11) or b"").decode()
         events: list[DropCopyEvent] = []
         record: tuple[str, str, _TradeRecord | None] = (exec_id, "", None)
         if exec_type in (b"F", b"G", b"H"):
             fills, record = self._fills(message, exec_id, exec_type, side, account, symbol, order_id, cl_ord_id,
                                         seq, poss_dup, received)
             events += fills
-        status = ORDER_STATUS.get(message.get(39) or b"", "unknown")
-        events.append(OrderEvent(exec_id, exec_type.decode(), status, account, symbol, side,
-                                 _float(message, 38, 0.0), _float(message, 151), _float(message, 14),
-                                 _float(message, 44, 0.0), order_id, cl_ord_id,
-                                 (message.get(41) or b"").decode(), seq, received))
+        events.append(OrderEvent(exec_id, exec_type.decode(), ORDER_STATUS.get(get(39), "unknown"), account, symbol,
+                                 side, float(get(38) or 0.0), float(get(151)), float(get(14)),
+                                 float(get(44) or 0.0), order_id, cl_ord_id, (get(41) or b"").decode(), seq,
+                                 received))
         # Publish first, remember second: if publishing fails the report is not
         # marked seen, so a re-delivery can still bring it (never at-most-once).
         for event in events:

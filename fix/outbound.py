@@ -49,6 +49,8 @@ class SendingTimeClock:
 
 
 _DAY_CACHE: dict[bytes, float] = {}
+#: The last whole second parsed (a burst of messages shares it): (first 17 bytes, epoch seconds).
+_LAST_SECOND: list = [b"", 0.0]
 
 
 def parse_utc_timestamp(value: bytes) -> float | None:
@@ -56,6 +58,14 @@ def parse_utc_timestamp(value: bytes) -> float | None:
 
     Hot path (every inbound message): the date part is converted once and cached.
     """
+    head = value[:17]
+    if head == _LAST_SECOND[0]:
+        seconds = _LAST_SECOND[1]
+        if len(value) == 17:
+            return seconds
+        if value[17:18] != b"." or len(value) == 18 or not value[18:].isdigit():
+            return None
+        return seconds + int(value[18:]) / 10 ** (len(value) - 18)
     if len(value) < 17 or value[8:9] != b"-" or value[11:12] != b":" or value[14:15] != b":":
         return None
     day = value[:8]
@@ -70,6 +80,7 @@ def parse_utc_timestamp(value: bytes) -> float | None:
         if hh > 23 or mm > 59 or ss > 60 or not value[9:11].isdigit() or not value[15:17].isdigit():
             return None
         seconds = base + hh * 3600 + mm * 60 + ss
+        _LAST_SECOND[0], _LAST_SECOND[1] = head, seconds
         if len(value) == 17:
             return seconds
         if value[17:18] != b"." or len(value) == 18 or not value[18:].isdigit():

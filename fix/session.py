@@ -72,6 +72,7 @@ class Session:
         self.sender = settings.sender_comp_id.encode()
         self.target = settings.target_comp_id.encode()
         self.initiator = settings.connection_type == "initiator"
+        self._begin_string = settings.begin_string.encode()
         self.heart_bt_int = settings.heart_bt_int
         self._clock = clock
         self._monotonic = monotonic
@@ -195,7 +196,7 @@ class Session:
                     raise Disconnect(f"tag {tag} missing before logon")
                 self._reject(message, 1, str(tag))
                 return
-        if begin_string != self.settings.begin_string.encode():
+        if begin_string != self._begin_string:
             if not self.received_logon:
                 raise Disconnect(f"BeginString {begin_string!r} before logon")
             if msg_type == LOGOUT:

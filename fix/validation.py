@@ -245,6 +245,43 @@ def _value_ok(code: int, arg: Any, value: bytes) -> bool:
     return all(x in arg for x in value.split(b" "))
 
 
+#: Message shapes (MsgType and tag sequence) already found valid, with the positions
+#: whose values still need checking: an OMS sends the same few shapes all day.
+_SHAPES: dict[tuple[bytes, tuple[int, ...]], tuple[tuple[int, int, Any], ...]] = {}
+_MAX_SHAPES = 4096
+
+
+def _shape_ok(fields: Sequence[tuple[int, bytes]], msg_type: bytes,
+              fast: tuple[dict[int, tuple[int, int, Any, _Layout | None]], frozenset[int]]) -> bool:
+    """True only if the message is valid, from a cached check of its shape: the
+    structure (tags allowed, order, no repeats, required present) was proven for
+    this exact tag sequence, so only the values with a format or enum are checked.
+    False means "not known": the other passes decide."""
+    key = (msg_type, tuple([f[0] for f in fields]))
+    plan = _SHAPES.get(key)
+    if plan is None:
+        table, required = fast
+        if not _fast_ok(fields, table, required):
+            return False
+        if any(table[tag][3] is not None for tag in key[1]):
+            return True  # valid, but group shapes vary with their counts: not cached
+        if len(_SHAPES) >= _MAX_SHAPES:
+            _SHAPES.clear()
+        _SHAPES[key] = tuple((i, table[tag][1], table[tag][2]) for i, tag in enumerate(key[1]) if table[tag][1])
+        return True
+    for i, code, arg in plan:
+        value = fields[i][1]
+        if code == 1:
+            if value not in arg:
+                return False
+        elif code == 5:
+            if not value.replace(b".", b"", 1).isdigit() and not arg(value):
+                return False
+        elif not _value_ok(code, arg, value):
+            return False
+    return True
+
+
 def _fast_ok(fields: Sequence[tuple[int, bytes]], table: dict[int, tuple[int, int, Any, _Layout | None]],
              required: frozenset[int]) -> bool:
     """True only if the message is valid: one pass in wire order.  Any doubt (an
@@ -488,7 +525,10 @@ def validate(msg: ParsedMessage) -> None:
         raise UnsupportedVersion(fields[0][1].decode("latin-1"))
     msg_type = fields[2][1]
     fast = _FAST.get(msg_type)
-    if fast is not None and _fast_ok(fields, *fast):
+    # The shape cache only for cleanly parsed messages: the parser keeps empty values
+    # and odd tags out of ``fields`` (they are in ``errors``), which the cached plan relies on.
+    clean = fields is msg.fields
+    if fast is not None and ((clean and _shape_ok(fields, msg_type, fast)) or _fast_ok(fields, *fast)):
         return
     layout = _MESSAGES.get(msg_type)
     header, body, trailer, bad = _split(fields, layout.groups if layout is not None else _NO_GROUPS)
