@@ -123,6 +123,7 @@ class Account:
         # floats: summing a short list is exact to recompute and cheaper than NumPy).
         self._terms_held = [0.0] * model.n_underlyings
         self._terms_all = [0.0] * model.n_underlyings
+        self._bind_views(model)
 
     # ----- state changes -------------------------------------------------
     def apply_fill(self, row: int, quantity: float, price: float, order_id: str | None = None) -> None:
@@ -190,6 +191,7 @@ class Account:
     def rebind(self, model: RiskModel) -> None:
         """Switch to new risk arrays (after a revaluation) and rebuild every sum: O((n + orders) S)."""
         self.model = model
+        self._bind_views(model)
         self._exposure.rebuild(model)
         self._reserve = Reservation(model)
         for oid, order in list(self.orders.items()):
@@ -231,16 +233,14 @@ class Account:
         """
         model = self.model
         u = model.block_of[row]
-        seg = model.segments[u]
-        loss_part = quantity * model.scenario_rows[row]
-        np.minimum(loss_part, 0.0, out=loss_part)
-        loss_part += self._exposure.scenario[seg]
-        loss_part += self._reserve.scenario[seg]
+        parts = model.scenario_rows_loss_if_bought if quantity > 0 else model.scenario_rows_loss_if_sold
+        loss_part = quantity * parts[row]  # = min(0, quantity x risk array)
+        loss_part += self._combined_views[u]
         worst = int(loss_part.argmin())
         if self._scenario_only:
             terms = self._terms_all
             before = math.fsum(terms)
-            short = self._exposure.short_notional[u] + self._reserve.short_notional[u]
+            short = self._short_all[u]
             if quantity < 0:
                 short += -quantity * model.option_notional[row]
             loss = -float(loss_part[worst])
@@ -318,6 +318,16 @@ class Account:
     def _refresh_var(self) -> None:
         self._reserve.var = math.fsum(o.var for o in self.orders.values()) if self._uses_var else 0.0
 
+    def _bind_views(self, model: RiskModel) -> None:
+        # Positions + worst-case orders per scenario, kept summed so a what-if adds one
+        # vector, not two; one view per underlying, sliced once.
+        self._combined = np.zeros(model.n_scenarios)
+        self._combined_views = [self._combined[seg] for seg in model.segments]
+        self._short_all = [0.0] * model.n_underlyings
+
     def _refresh_terms(self, u: int) -> None:
+        seg = self.model.segments[u]
+        np.add(self._exposure.scenario[seg], self._reserve.scenario[seg], out=self._combined_views[u])
+        self._short_all[u] = float(self._exposure.short_notional[u] + self._reserve.short_notional[u])
         self._terms_held[u] = scenario_term(self.model, self.profile, self._exposure, u)
         self._terms_all[u] = scenario_term(self.model, self.profile, self._exposure, u, self._reserve)

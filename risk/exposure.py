@@ -132,7 +132,8 @@ class Reservation:
         """Add (sign=+1) or remove (sign=-1) an order of ``quantity`` contracts of ``row``."""
         u = model.block_of[row]
         seg = model.segments[u]
-        self.scenario[seg] += sign * np.minimum(quantity * model.scenario_rows[row], 0.0)
+        parts = model.scenario_rows_loss_if_bought if quantity > 0 else model.scenario_rows_loss_if_sold
+        self.scenario[seg] += (sign * quantity) * parts[row]
         if model.historical_rows is not None:
             self.historical += sign * np.minimum(quantity * model.historical_rows[row], 0.0)
         if quantity < 0:

@@ -55,6 +55,10 @@ class RiskModel:
         self.scenario_rows: list[np.ndarray] = [
             self.blocks[self.block_of[i]].arrays[self.position_in_block[i]] for i in range(n)
         ]
+        #: min(0, row) and max(0, row) of each risk array: an order's worst case is
+        #: min(0, q row) = q x (negative part if q > 0, else positive part), one multiply.
+        self.scenario_rows_loss_if_bought = [np.minimum(r, 0.0) for r in self.scenario_rows]
+        self.scenario_rows_loss_if_sold = [np.maximum(r, 0.0) for r in self.scenario_rows]
         self.segments: list[slice] = [slice(b.offset, b.offset + len(b.scenarios)) for b in self.blocks]
         #: Currency per short option contract that the short-option minimum rate applies to:
         #: the option's own underlying price (the future's, for options on futures) x multiplier.
