@@ -286,39 +286,7 @@ def _fast_ok(fields: Sequence[tuple[int, bytes]], table: dict[int, tuple[int, in
              required: frozenset[int]) -> bool:
     """True only if the message is valid: one pass in wire order.  Any doubt (an
     unknown tag, a repeat, a bad value...) answers False: the exact pass decides.
-
-    This loop serves messages without repeating groups (most drop-copy reports);
-    the first group counter hands over to `_fast_ok_groups`.
-    """
-    seen: set[int] = set()
-    add = seen.add
-    lookup = table.get
-    section = 0
-    for tag, value in fields:
-        e = lookup(tag)
-        if e is None or not value:
-            return False
-        sec, code, arg, sub = e
-        if sub is not None:
-            return _fast_ok_groups(fields, table, required)
-        if sec < section:
-            return False
-        section = sec
-        add(tag)
-        if code == 1:
-            if value not in arg:
-                return False
-        elif code == 5:
-            if not value.replace(b".", b"", 1).isdigit() and not arg(value):
-                return False
-        elif code and not _value_ok(code, arg, value):
-            return False
-    return len(seen) == len(fields) and required <= seen
-
-
-def _fast_ok_groups(fields: Sequence[tuple[int, bytes]], table: dict[int, tuple[int, int, Any, _Layout | None]],
-                    required: frozenset[int]) -> bool:
-    """`_fast_ok` for messages with repeating groups (their instances checked by `_fast_group`)."""
+    Group instances are checked by `_fast_group`."""
     seen: set[int] = set()
     add = seen.add
     section = skip = in_groups = 0

@@ -2,7 +2,7 @@
 
 The fake acceptor is a scripted asyncio server. It reads the driver's messages and writes
 canned bytes, so these tests need no FIX engine. The tests that read QuickFIX's scripts from
-/work/shared/fix-conformance skip when that folder is absent.
+shared/fix-conformance (beside the checkout) skip when that folder is absent.
 This product includes software developed by quickfixengine.org (http://www.quickfixengine.org/).
 """
 
@@ -18,12 +18,14 @@ from pathlib import Path
 import pytest
 
 try:
+    from tests.fix_at import conformance_dir
     from tests.fix_at import driver as drv
 except ImportError:  # plain `pytest` puts tests/ (not the repo root) on sys.path
+    from fix_at import conformance_dir
     from fix_at import driver as drv
 
 SOH = "\x01"
-AT_DIR = Path("/work/shared/fix-conformance/quickfix-at")
+AT_DIR = conformance_dir()
 FIX44 = AT_DIR / "fix44"
 needs_scripts = pytest.mark.skipif(not FIX44.is_dir(), reason="QuickFIX acceptance scripts not available")
 

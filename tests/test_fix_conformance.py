@@ -12,7 +12,6 @@ script is neither.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import msgspec
@@ -22,11 +21,11 @@ from fix.engine import FixEngine
 from fix.session import Session
 from fix.settings import SessionSettings
 from fix.store import MemoryStore
+from tests.fix_at import conformance_dir
 from tests.fix_at.driver import run_script
 from tests.fix_at.echo_app import EchoApplication
 
-SCRIPTS = Path(os.environ.get("RISKD_FIX_AT", Path(__file__).resolve().parents[2] / "shared/fix-conformance"
-                              / "quickfix-at/fix44"))
+SCRIPTS = conformance_dir() / "fix44"
 #: Scripts not run, with the reason. Empty: every script applies to this engine.
 EXCLUDED: dict[str, str] = {}
 
