@@ -67,11 +67,6 @@ def _d1_d2(xp: Any, s: Any, k: Any, r: Any, q: Any, t: Any, vol: Any, sqrt_t: An
     return d1, d2, stddev, live, safe_sd
 
 
-#: Options per block in :func:`greeks` for long 1-D inputs: ~25 temporaries of
-#: this many doubles fit in the CPU cache (measured 1.3x faster at N = 10,000).
-GREEKS_BLOCK = 2048
-
-
 def greeks(
     is_call: Any,
     s: Any,
@@ -92,26 +87,65 @@ def greeks(
     s, k, r, q, t, vol = (xp.asarray(x, dtype=float) for x in (s, k, r, q, t, vol))
     is_call = xp.asarray(is_call, dtype=bool)
     black76 = xp.asarray(black76, dtype=bool)
-    shape = xp.broadcast_shapes(*(x.shape for x in (is_call, s, k, r, q, t, vol, black76))) \
-        if hasattr(xp, "broadcast_shapes") else ()
     sp = special_module(xp)
     with _quiet(xp):
-        if len(shape) != 1 or shape[0] <= 2 * GREEKS_BLOCK:
-            return _greeks_block(xp, sp, is_call, s, k, r, q, t, vol, black76)
-        args = [xp.broadcast_to(x, shape) for x in (is_call, s, k, r, q, t, vol, black76)]
-        out = Greeks(*(xp.empty(shape) for _ in Greeks._fields))
-        for start in range(0, shape[0], GREEKS_BLOCK):
-            part = slice(start, start + GREEKS_BLOCK)
-            for dest, values in zip(out, _greeks_block(xp, sp, *(x[part] for x in args))):
-                dest[part] = values
+        any_black76 = bool(black76.any())
+        if any_black76:
+            q = xp.where(black76, r, q)
+        sqrt_t = xp.sqrt(t)
+        stddev = vol * sqrt_t
+        if bool((stddev > MIN_STDDEV).all()):
+            out = _greeks_live(xp, sp, is_call, s, k, r, q, t, vol, sqrt_t, stddev)
+        else:
+            out = _greeks_degenerate(xp, sp, is_call, s, k, r, q, t, vol)
+        if any_black76:
+            out = out._replace(rho=xp.where(black76, -t * out.price, out.rho))
         return out
 
 
-def _greeks_block(xp: Any, sp: Any, is_call: Any, s: Any, k: Any, r: Any, q: Any, t: Any, vol: Any,
-                  black76: Any) -> Greeks:
-    """Greeks of one block; the caller holds the floating-point error state quiet."""
-    any_black76 = bool(black76.any())
-    q = xp.where(black76, r, q) if any_black76 else q
+def _greeks_live(xp: Any, sp: Any, is_call: Any, s: Any, k: Any, r: Any, q: Any, t: Any, vol: Any,
+                 sqrt_t: Any, stddev: Any) -> Greeks:
+    """Every option still has optionality (vol sqrt(t) > MIN_STDDEV): the fast path.
+
+    In-place arithmetic on few temporaries (measured 1.5x the allocating version at
+    N = 10,000). With sign = +1 for calls and -1 for puts, value = sa - sb where
+    sa = sign s e^{-qt} N(sign d1) and sb = sign k e^{-rt} N(sign d2); delta,
+    theta and rho are built from these two legs.
+    """
+    d1 = xp.log(s / k)
+    d1 += (r - q) * t
+    d1 /= stddev
+    d1 += 0.5 * stddev
+    d2 = d1 - stddev
+    sign = is_call * 2.0 - 1.0
+    disc_q = xp.exp(-q * t)
+    dq_pdf = xp.exp(-0.5 * d1 * d1)
+    dq_pdf *= 0.3989422804014327 * disc_q
+    d1 *= sign
+    d2 *= sign
+    delta = sp.ndtr(d1)
+    delta *= disc_q
+    delta *= sign
+    sa = delta * s
+    sb = sp.ndtr(d2)
+    sb *= k * xp.exp(-r * t)
+    sb *= sign
+    price = sa - sb
+    gamma = dq_pdf / (s * stddev)
+    vega = dq_pdf * s
+    vega *= sqrt_t
+    theta = q * sa
+    theta -= r * sb
+    theta -= vega * vol / (2.0 * t)  # s e^{-qt} n(d1) vol / (2 sqrt t)
+    rho = t * sb
+    return Greeks(price, delta, gamma, vega, theta, rho)
+
+
+def _greeks_degenerate(xp: Any, sp: Any, is_call: Any, s: Any, k: Any, r: Any, q: Any, t: Any,
+                       vol: Any) -> Greeks:
+    """Greeks when some options have no optionality left (t = 0 or vol ~ 0): closed
+    form for those, the formulas for the rest. ``q`` already equals ``r`` for
+    Black-76 rows; the caller fixes their rho and holds the error state quiet."""
     sqrt_t = xp.sqrt(t)
     d1, d2, stddev, live, safe_sd = _d1_d2(xp, s, k, r, q, t, vol, sqrt_t)
     sign = is_call * 2.0 - 1.0
@@ -130,8 +164,6 @@ def _greeks_block(xp: Any, sp: Any, is_call: Any, s: Any, k: Any, r: Any, q: Any
     decay_sqrt_t = sqrt_t if all_live else xp.where(live, sqrt_t, 1.0)
     theta = sign * (q * a - r * b) - s_disc_pdf * vol / (2.0 * decay_sqrt_t)
     rho = sign * t * b
-    if any_black76:
-        rho = xp.where(black76, -t * price, rho)
     return Greeks(price, delta, gamma, vega, theta, rho)
 
 
