@@ -1,0 +1,120 @@
+"""The ZeroMQ data plane: endpoints, sockets and the receive loop thread.
+
+Hot paths use blocking sockets in a dedicated thread with ``zmq.Poller`` (asyncio
+over ZeroMQ measured 60-70 us more per round trip here). Endpoints default to
+``ipc://`` in a run folder (one host); ``tcp://`` comes from config for several
+hosts, and binds to 127.0.0.1 unless configured. Messages are msgspec Structs
+(actors.messages), one per ZeroMQ frame.
+
+Patterns: fills go ingest -> position shard over PUSH/PULL (one PULL bound per
+shard, so each shard sees its accounts' fills in drop-copy order); AccountRisk
+and risk arrays fan out over PUB/SUB.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import threading
+from pathlib import Path
+from typing import Callable
+
+import zmq
+
+log = logging.getLogger("riskd.bus")
+
+POLL_MS = 100  # how often a receive loop notices it was asked to stop
+
+
+def default_run_dir() -> Path:
+    """A private folder for ipc:// endpoints (mode 0700)."""
+    path = Path(tempfile.gettempdir()) / f"riskd-{os.getuid()}"
+    path.mkdir(mode=0o700, exist_ok=True)
+    return path
+
+
+def ipc_endpoint(name: str, run_dir: Path | None = None) -> str:
+    """``ipc://<run dir>/<name>.sock``."""
+    return f"ipc://{(run_dir or default_run_dir()) / name}.sock"
+
+
+def check_endpoint(endpoint: str) -> str:
+    """Refuse endpoints that would listen beyond this host without being asked to."""
+    if endpoint.startswith("tcp://") and ("0.0.0.0" in endpoint or "tcp://*" in endpoint):
+        raise ValueError(f"endpoint {endpoint!r} listens on every interface: name an address explicitly"
+                         " in config (loopback by default)")
+    if not endpoint.startswith(("ipc://", "tcp://", "inproc://")):
+        raise ValueError(f"endpoint {endpoint!r}: expected ipc://, tcp:// or inproc://")
+    return endpoint
+
+
+class Bus:
+    """One ZeroMQ context per process and the sockets made from it."""
+
+    def __init__(self, context: zmq.Context | None = None) -> None:
+        self.context = context or zmq.Context.instance()
+        self._sockets: list[zmq.Socket] = []
+
+    def socket(self, kind: int, endpoint: str, bind: bool, *, hwm: int = 100_000,
+               subscribe: bytes | None = None) -> zmq.Socket:
+        """A socket bound or connected to ``endpoint``; SUB sockets subscribe to ``subscribe`` (all by default).
+
+        ``hwm``: messages queued per peer before ZeroMQ blocks (PUSH) or drops (PUB):
+        large, so a burst is absorbed rather than lost; loss is counted upstream.
+        """
+        sock = self.context.socket(kind)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.SNDHWM, hwm)
+        sock.setsockopt(zmq.RCVHWM, hwm)
+        if kind == zmq.SUB:
+            sock.setsockopt(zmq.SUBSCRIBE, subscribe or b"")
+        endpoint = check_endpoint(endpoint)
+        (sock.bind if bind else sock.connect)(endpoint)
+        self._sockets.append(sock)
+        return sock
+
+    def close(self) -> None:
+        for sock in self._sockets:
+            sock.close(0)
+        self._sockets.clear()
+
+
+class ReceiveLoop:
+    """A daemon thread that polls sockets and hands each frame to its handler.
+
+    ``handlers``: socket -> callable(bytes). A handler's exception is logged with
+    the frame and the loop goes on: one bad message never stops the plane.
+    """
+
+    def __init__(self, handlers: dict[zmq.Socket, Callable[[bytes], None]], name: str = "riskd-recv") -> None:
+        self._handlers = handlers
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self.errors = 0
+
+    def start(self) -> "ReceiveLoop":
+        self._thread.start()
+        return self
+
+    def stop(self, timeout_s: float = 2.0) -> None:
+        self._stop.set()
+        self._thread.join(timeout_s)
+
+    def _run(self) -> None:
+        poller = zmq.Poller()
+        for sock in self._handlers:
+            poller.register(sock, zmq.POLLIN)
+        while not self._stop.is_set():
+            for sock, _ in poller.poll(POLL_MS):
+                # Drain what is queued before polling again: fewer wake-ups under load.
+                while True:
+                    try:
+                        frame = sock.recv(zmq.NOBLOCK)
+                    except zmq.Again:
+                        break
+                    try:
+                        self._handlers[sock](frame)
+                    except Exception:
+                        self.errors += 1
+                        log.exception("handler failed on a %d-byte frame: %r", len(frame), frame[:200])

@@ -1,0 +1,147 @@
+"""The state of one position shard: accounts, fills, open orders, margin. No sockets, no Ray.
+
+The position actor (a Ray actor with ZeroMQ sockets in threads) wraps one
+:class:`PositionShard`; keeping the state machine here lets tests and the offline
+recomputation drive it directly. Accounts belong to shards by a stable hash of
+their id (:func:`shard_of`).
+
+Fills arrive at least once (a crash upstream re-delivers), so the shard keeps the
+ExecIDs it applied and ignores repeats. A fill or order event for an account or
+instrument the shard does not know is held (and reported as :class:`HeldEvent`),
+never dropped; :meth:`PositionShard.retry_held` applies what reference data now
+covers. Open orders reserve margin for their leaves quantity (``OrderMsg``
+carries it), released when the order is filled, canceled, rejected or expired.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import zlib
+
+from actors.messages import AccountRisk, CollateralMsg, FillMsg, HeldEvent, OrderMsg, Stamps
+from risk.account import Account
+from risk.errors import RiskModelError
+from risk.model import RiskModel
+from risk.params import MarginProfile
+from risk.tiers import next_tier
+
+log = logging.getLogger("riskd.position")
+
+#: Order statuses after which an order can no longer fill: its reservation goes.
+TERMINAL = frozenset({"filled", "canceled", "rejected", "expired", "done_for_day"})
+
+
+def shard_of(account_id: str, n_shards: int) -> int:
+    """Stable shard of an account: CRC-32 of its id modulo the shard count."""
+    return zlib.crc32(account_id.encode()) % n_shards
+
+
+class PositionShard:
+    """Accounts of one shard and their margin on the latest risk model."""
+
+    def __init__(self, shard: int, n_shards: int, model: RiskModel) -> None:
+        self.shard = shard
+        self.n_shards = n_shards
+        self.model = model
+        self.model_version = 0
+        self.accounts: dict[str, Account] = {}
+        self.held: list[FillMsg | OrderMsg] = []
+        self.applied_exec_ids: set[str] = set()
+        self.duplicates = 0
+        self.last_seq: dict[str, int] = {}
+        #: order_id -> account id, for the orders holding a reservation.
+        self.order_accounts: dict[str, str] = {}
+
+    # ----- reference data --------------------------------------------------
+    def add_account(self, account_id: str, profile: MarginProfile, cash: float) -> None:
+        """Create an account of this shard (ValueError if it belongs to another shard)."""
+        if shard_of(account_id, self.n_shards) != self.shard:
+            raise ValueError(f"account {account_id!r} belongs to shard {shard_of(account_id, self.n_shards)},"
+                             f" not {self.shard}")
+        if account_id not in self.accounts:
+            self.accounts[account_id] = Account(account_id, profile, self.model, cash)
+
+    def on_collateral(self, message: CollateralMsg) -> AccountRisk | None:
+        """Set an account's cash or collateral value (currency)."""
+        account = self.accounts.get(message.account)
+        if account is None:
+            log.warning("collateral for unknown account %r ignored", message.account)
+            return None
+        account.cash = float(message.cash)
+        return self.risk(message.account, Stamps())
+
+    def on_model(self, model: RiskModel, version: int) -> list[AccountRisk]:
+        """New risk arrays: rebind every account and republish its risk."""
+        self.model = model
+        self.model_version = version
+        out = []
+        for account_id, account in self.accounts.items():
+            account.rebind(model)
+            out.append(self.risk(account_id, Stamps()))
+        return out
+
+    # ----- drop copy -------------------------------------------------------
+    def on_fill(self, message: FillMsg) -> AccountRisk | HeldEvent | None:
+        """Apply a fill; None for a repeat of an ExecID already applied."""
+        if message.exec_id in self.applied_exec_ids:
+            self.duplicates += 1
+            return None
+        account = self.accounts.get(message.account)
+        row = self.model.table.index.get(message.symbol)
+        if account is None or row is None:
+            return self._hold(message, "unknown account" if account is None else "unknown instrument")
+        account.apply_fill(row, message.quantity, message.price)
+        self.applied_exec_ids.add(message.exec_id)
+        self.last_seq[message.account] = message.seq
+        return self.risk(message.account, message.stamps)
+
+    def on_order(self, message: OrderMsg) -> AccountRisk | HeldEvent | None:
+        """Track an order's reservation: its leaves quantity while it is open."""
+        account = self.accounts.get(message.account)
+        row = self.model.table.index.get(message.symbol)
+        if account is None or row is None:
+            return self._hold(message, "unknown account" if account is None else "unknown instrument")
+        # Keyed by OrderID, which a replace keeps: the new leaves replace the old reservation.
+        if message.status in TERMINAL or message.leaves_qty <= 0.0:
+            account.release(message.order_id)
+            self.order_accounts.pop(message.order_id, None)
+        elif message.status not in ("pending_cancel", "pending_replace"):
+            account.reserve(message.order_id, row, message.side * message.leaves_qty, message.price)
+            self.order_accounts[message.order_id] = message.account
+        self.last_seq[message.account] = max(self.last_seq.get(message.account, 0), message.seq)
+        return self.risk(message.account, message.stamps)
+
+    def retry_held(self) -> list[AccountRisk | HeldEvent | None]:
+        """Apply held events that reference data now covers, in their original order."""
+        pending, self.held = self.held, []
+        out: list[AccountRisk | HeldEvent | None] = []
+        for message in pending:
+            handler = self.on_fill if isinstance(message, FillMsg) else self.on_order
+            out.append(handler(message))  # type: ignore[arg-type]
+        return out
+
+    def _hold(self, message: FillMsg | OrderMsg, reason: str) -> HeldEvent:
+        self.held.append(message)
+        log.warning("held %s for %r/%r (%s), seq %d", type(message).__name__, message.account, message.symbol,
+                    reason, message.seq)
+        return HeldEvent(reason, message.exec_id, message.account, message.symbol, message.seq)
+
+    # ----- margin ----------------------------------------------------------
+    def risk(self, account_id: str, stamps: Stamps) -> AccountRisk:
+        """The account's AccountRisk now (tier updated with hysteresis)."""
+        account = self.accounts[account_id]
+        try:
+            report = account.margin(top=1)
+        except RiskModelError as exc:
+            # No trustworthy margin: publish the worst case, never "no risk".
+            log.error("margin of %s cannot be computed: %s", account_id, exc)
+            account.tier = next_tier(account.tier, math.nan, self.model.params.tiers)
+            return AccountRisk(account_id, math.nan, math.nan, math.nan, math.nan, math.inf, account.tier.name.lower(),
+                               "", str(exc), "", self.last_seq.get(account_id, 0), self.model_version, stamps)
+        account.tier = next_tier(account.tier, report.margin_ratio, self.model.params.tiers)
+        top = report.top_contributors[0].instrument if report.top_contributors else ""
+        return AccountRisk(account_id, report.equity, report.initial_margin, report.maintenance_margin,
+                           report.initial_margin_with_orders, report.margin_ratio, account.tier.name.lower(),
+                           report.binding_underlying, report.binding_scenario, top,
+                           self.last_seq.get(account_id, 0), self.model_version, stamps)
