@@ -27,22 +27,32 @@ class RiskModel:
     the VaR horizon (columns in ``table.underlying_ids`` order), oldest first; they
     give the historical-scenario arrays (n, D) and the EWMA covariance used by
     parametric VaR. Without them, profiles asking for VaR raise RiskModelError.
+
+    ``previous`` and ``changed`` (underlying rows): reprice only the underlyings
+    whose market moved and reuse ``previous``'s risk arrays for the others (they
+    were computed at the same time to expiry only if ``market.as_of`` did not move
+    much: the pricing actor revalues everything at its full-revaluation interval).
     """
 
     def __init__(self, table: InstrumentTable, market: MarketSnapshot, params: MarginParams,
-                 history_returns: np.ndarray | None = None) -> None:
+                 history_returns: np.ndarray | None = None, *, previous: "RiskModel | None" = None,
+                 changed: set[int] | None = None) -> None:
         self.table = table
         self.market = market
         self.params = params
         self.inputs: PricingInputs = pricing_inputs(table, market)
         self.valuation: Valuation = value_instruments(table, self.inputs)
+        reuse = previous is not None and changed is not None and previous.table is table
         self.blocks: list[UnderlyingRiskArrays] = []
         offset = 0
         for u, spec in enumerate(table.underlying_specs):
             grid = params.grids.get(spec.grid)
             if grid is None:
                 raise RiskModelError(f"underlying {spec.id!r} names grid {spec.grid!r}, which is not in margin.grids")
-            block = underlying_risk_arrays(table, self.inputs, u, grid, offset)
+            if reuse and u not in changed:  # type: ignore[operator]
+                block = previous.blocks[u]  # type: ignore[union-attr]
+            else:
+                block = underlying_risk_arrays(table, self.inputs, u, grid, offset)
             self.blocks.append(block)
             offset += len(block.scenarios)
         self.n_scenarios = offset
@@ -51,14 +61,24 @@ class RiskModel:
         self.position_in_block = np.empty(n, dtype=np.int64)
         for block in self.blocks:
             self.position_in_block[block.rows] = np.arange(len(block.rows))
-        #: Per-instrument risk array, a view into its block: the O(S) hot-path row.
-        self.scenario_rows: list[np.ndarray] = [
-            self.blocks[self.block_of[i]].arrays[self.position_in_block[i]] for i in range(n)
-        ]
-        #: min(0, row) and max(0, row) of each risk array: an order's worst case is
-        #: min(0, q row) = q x (negative part if q > 0, else positive part), one multiply.
-        self.scenario_rows_loss_if_bought = [np.minimum(r, 0.0) for r in self.scenario_rows]
-        self.scenario_rows_loss_if_sold = [np.maximum(r, 0.0) for r in self.scenario_rows]
+        if reuse:
+            rows = [int(r) for u in sorted(changed) for r in self.blocks[u].rows]  # type: ignore[arg-type]
+            self.scenario_rows = list(previous.scenario_rows)  # type: ignore[union-attr]
+            self.scenario_rows_loss_if_bought = list(previous.scenario_rows_loss_if_bought)  # type: ignore[union-attr]
+            self.scenario_rows_loss_if_sold = list(previous.scenario_rows_loss_if_sold)  # type: ignore[union-attr]
+        else:
+            rows = list(range(n))
+            self.scenario_rows = [None] * n  # type: ignore[list-item]
+            self.scenario_rows_loss_if_bought = [None] * n  # type: ignore[list-item]
+            self.scenario_rows_loss_if_sold = [None] * n  # type: ignore[list-item]
+        for i in rows:
+            #: Per-instrument risk array, a view into its block: the O(S) hot-path row.
+            row = self.blocks[self.block_of[i]].arrays[self.position_in_block[i]]
+            self.scenario_rows[i] = row
+            # min(0, row) and max(0, row): an order's worst case is min(0, q row) =
+            # q x (negative part if q > 0, else positive part), one multiply.
+            self.scenario_rows_loss_if_bought[i] = np.minimum(row, 0.0)
+            self.scenario_rows_loss_if_sold[i] = np.maximum(row, 0.0)
         self.segments: list[slice] = [slice(b.offset, b.offset + len(b.scenarios)) for b in self.blocks]
         #: Currency per short option contract that the short-option minimum rate applies to:
         #: the option's own underlying price (the future's, for options on futures) x multiplier.
@@ -76,9 +96,18 @@ class RiskModel:
                 raise RiskModelError(
                     f"history returns have shape {returns.shape}, expected (days, {len(table.underlying_ids)})"
                     f" for underlyings {table.underlying_ids}")
-            self.historical_rows = shocked_pnl(table, self.inputs, returns, 0.0, self.vol_floors())
+            if reuse and previous.historical_rows is not None and previous.history_returns is history_returns:  # type: ignore[union-attr]
+                self.historical_rows = previous.historical_rows.copy()  # type: ignore[union-attr]
+                idx = np.asarray(rows, dtype=np.int64)
+                if idx.size:
+                    self.historical_rows[idx] = shocked_pnl(table, self.inputs, returns, 0.0, self.vol_floors(), idx)
+            else:
+                self.historical_rows = shocked_pnl(table, self.inputs, returns, 0.0, self.vol_floors())
             if not np.isfinite(self.historical_rows).all():
                 raise RiskModelError("historical-scenario P&L is not finite: check the price history returns")
+            if reuse and previous.covariance_psd is not None and previous.history_returns is history_returns:  # type: ignore[union-attr]
+                self._copy_covariance(previous)  # type: ignore[arg-type]
+                return
             # Seed with an equal-weighted estimate over the oldest month, then let
             # the EWMA recursion weight the rest of the window.
             n_seed = min(len(returns), max(20, returns.shape[1] + 1))
@@ -89,6 +118,12 @@ class RiskModel:
             self.covariance = repair.matrix
             self.covariance_repaired = repair.repaired
             self.covariance_min_eigenvalue = repair.min_eigenvalue_before
+
+    def _copy_covariance(self, previous: "RiskModel") -> None:
+        self.covariance_psd = previous.covariance_psd
+        self.covariance = previous.covariance
+        self.covariance_repaired = previous.covariance_repaired
+        self.covariance_min_eigenvalue = previous.covariance_min_eigenvalue
 
     def vol_floors(self) -> np.ndarray:
         """Per-instrument vol floor (fraction per year): that of its underlying's grid."""

@@ -154,26 +154,29 @@ def underlying_risk_arrays(table: InstrumentTable, inputs: PricingInputs, underl
 
 
 def shocked_pnl(table: InstrumentTable, inputs: PricingInputs, moves: Any, vol_shift: Any,
-                vol_floor: Any = 0.01) -> Any:
+                vol_floor: Any = 0.01, rows: np.ndarray | None = None) -> Any:
     """P&L per contract (currency) of each row under joint moves of all underlyings.
 
     ``moves``: relative price moves, shape (U,) for one scenario or (D, U) for D
     scenarios (historical days, stress cases). ``vol_shift``: absolute vol change
     per underlying, same shape or scalar; shifted vols are floored at ``vol_floor``
-    (per instrument or scalar). Returns (n,) or (n, D).
+    (per instrument or scalar). ``rows``: only these table rows (default all).
+    Returns (n,) or (n, D) with n = len(rows).
     """
     moves = np.asarray(moves, dtype=float)
     single = moves.ndim == 1
     moves2 = np.atleast_2d(moves)
     shift2 = np.broadcast_to(np.asarray(vol_shift, dtype=float), moves2.shape)
-    u = table.underlying
-    rows = np.arange(len(table))
+    rows = np.arange(len(table)) if rows is None else np.asarray(rows, dtype=np.int64)
+    u = table.underlying[rows]
     m = moves2[:, u].T  # (n, D)
-    vol0 = np.where(table.is_option, inputs.vol, 1.0)
-    vols = np.maximum(vol0[:, None] + shift2[:, u].T, np.asarray(vol_floor, dtype=float).reshape(-1, 1))
-    t = inputs.t[:, None] * np.ones_like(m)
-    base = unit_values(table, rows, inputs.s, inputs.t, inputs.r, inputs.q, vol0)
-    shocked = unit_values(table, rows, inputs.s[:, None] * (1.0 + m), t, inputs.r[:, None],
-                          inputs.q[:, None], vols)
-    pnl = (shocked - base[:, None]) * table.multiplier[:, None]
+    vol0 = np.where(table.is_option[rows], inputs.vol[rows], 1.0)
+    floor = np.asarray(vol_floor, dtype=float)
+    floor = floor[rows] if floor.ndim == 1 and floor.size == len(table) else floor
+    vols = np.maximum(vol0[:, None] + shift2[:, u].T, floor.reshape(-1, 1))
+    s, tt, r, q = inputs.s[rows], inputs.t[rows], inputs.r[rows], inputs.q[rows]
+    base = unit_values(table, rows, s, tt, r, q, vol0)
+    shocked = unit_values(table, rows, s[:, None] * (1.0 + m), tt[:, None] * np.ones_like(m), r[:, None],
+                          q[:, None], vols)
+    pnl = (shocked - base[:, None]) * table.multiplier[rows][:, None]
     return pnl[:, 0] if single else pnl

@@ -114,3 +114,27 @@ def test_expired_options_in_scenarios_are_worth_intrinsic() -> None:
                                   np.zeros(2), np.zeros(2), np.zeros(2), np.full((2, 3), 0.2),
                                   np.array([-0.1, 0.0, 0.1]))
     np.testing.assert_allclose(got, [[0.0, 5.0, 15.0], [5.0, 0.0, 0.0]], atol=1e-12)
+
+
+def test_incremental_reprice_of_one_underlying_equals_a_full_rebuild(book_parts) -> None:
+    import msgspec
+
+    table, market, params = book_parts
+    rng = np.random.default_rng(9)
+    returns = rng.multivariate_normal([0, 0], [[1e-4, 6e-5], [6e-5, 2e-4]], size=260)
+    before = RiskModel(table, market, params, returns)
+    quotes = dict(market.underlyings)
+    quotes["NDX"] = msgspec.structs.replace(quotes["NDX"], price=25100.0, vol=0.24)
+    moved = msgspec.structs.replace(market, underlyings=quotes, future_prices={"NQ": 25170.0})
+    ndx = table.underlying_index["NDX"]
+    incremental = RiskModel(table, moved, params, returns, previous=before, changed={ndx})
+    full = RiskModel(table, moved, params, returns)
+    spx = table.underlying_index["SPX"]
+    assert incremental.blocks[spx] is before.blocks[spx]  # untouched underlying reused, not recomputed
+    for a, b in zip(incremental.blocks, full.blocks):
+        np.testing.assert_array_equal(a.arrays, b.arrays)
+    for a, b in zip(incremental.scenario_rows, full.scenario_rows):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(incremental.historical_rows, full.historical_rows, rtol=1e-12, atol=1e-9)
+    np.testing.assert_array_equal(incremental.valuation.mark, full.valuation.mark)
+    assert incremental.covariance_psd is before.covariance_psd
