@@ -47,7 +47,9 @@ class PositionShard:
         self.model_version = 0
         self.accounts: dict[str, Account] = {}
         self.held: list[FillMsg | OrderMsg] = []
-        self.applied_exec_ids: set[str] = set()
+        #: (ExecID, kind) of the fills applied: a correction's reversal and corrected
+        #: fill share the report's ExecID, so the kind is part of the key.
+        self.applied_fills: set[tuple[str, str]] = set()
         self.duplicates = 0
         self.last_seq: dict[str, int] = {}
         #: order_id -> account id, for the orders holding a reservation.
@@ -84,7 +86,8 @@ class PositionShard:
     # ----- drop copy -------------------------------------------------------
     def on_fill(self, message: FillMsg) -> AccountRisk | HeldEvent | None:
         """Apply a fill; None for a repeat of an ExecID already applied."""
-        if message.exec_id in self.applied_exec_ids:
+        key = (message.exec_id, message.kind)
+        if key in self.applied_fills:
             self.duplicates += 1
             return None
         account = self.accounts.get(message.account)
@@ -92,7 +95,7 @@ class PositionShard:
         if account is None or row is None:
             return self._hold(message, "unknown account" if account is None else "unknown instrument")
         account.apply_fill(row, message.quantity, message.price)
-        self.applied_exec_ids.add(message.exec_id)
+        self.applied_fills.add(key)
         self.last_seq[message.account] = message.seq
         return self.risk(message.account, message.stamps)
 

@@ -55,7 +55,8 @@ class Fill(msgspec.Struct, frozen=True, array_like=True):
     ``quantity``: signed contracts (buy > 0); a reversal carries the opposite sign
     of what it reverses. ``price``: per unit of the instrument. ``ref_exec_id``:
     the trade a bust or correction refers to. ``seq``: the FIX MsgSeqNum it came
-    in. ``received_ns``: monotonic receive time (ns) for the latency budget.
+    in. ``received_ns``: monotonic ns when its bytes were read off the socket, for
+    the latency budget.
     ``transact_time``: the OMS's TransactTime (60) as sent.
     """
 
@@ -247,7 +248,7 @@ class DropCopyApplication:
     def from_app(self, message: FixMessage, session: Session) -> None:
         if message.msg_type != b"8":
             raise UnsupportedMessageType()
-        received = self._clock_ns()
+        received = getattr(session, "read_ns", 0) or self._clock_ns()
         try:
             self._execution_report(message, received)
         except BusinessReject:

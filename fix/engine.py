@@ -16,6 +16,7 @@ import asyncio
 import logging
 import socket
 import threading
+import time
 from typing import Callable
 
 from fix.framing import FixFramer
@@ -45,6 +46,7 @@ class FixConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.framer = FixFramer(max_message_size)
         self.closed = asyncio.get_event_loop().create_future()
+        self._read_ns = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -55,6 +57,7 @@ class FixConnection(asyncio.Protocol):
             self.session.connection_made(self._write, self._close)
 
     def data_received(self, data: bytes) -> None:
+        self._read_ns = time.monotonic_ns()
         try:
             self._frames(data)
         finally:
@@ -81,7 +84,7 @@ class FixConnection(asyncio.Protocol):
                     return
                 self.session = session
                 session.connection_made(self._write, self._close)
-            session.on_frame(frame.raw)
+            session.on_frame(frame.raw, self._read_ns)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.session is not None and self.session.connected:

@@ -81,6 +81,8 @@ class Session:
         self._close: Callable[[], None] | None = None
         #: Completed logons since start (the initiator resets its backoff on a new one).
         self.logons = 0
+        #: Monotonic ns when the message being processed was read off the socket.
+        self.read_ns = 0
         self._reset_connection_state()
 
     # ----- connection ------------------------------------------------------
@@ -131,8 +133,13 @@ class Session:
         self.last_sent = self.last_received = self.connected_at = now
 
     # ----- inbound ---------------------------------------------------------
-    def on_frame(self, raw: bytes) -> None:
-        """One complete, checksum-verified message from the framer."""
+    def on_frame(self, raw: bytes, read_ns: int = 0) -> None:
+        """One complete, checksum-verified message from the framer.
+
+        ``read_ns``: monotonic ns when its bytes were read off the socket (the start
+        of the latency budget's fix_parse stage); now if not given.
+        """
+        self.read_ns = read_ns or time.monotonic_ns()
         self.last_received = self._monotonic()
         message = parse(raw)
         try:

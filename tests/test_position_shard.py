@@ -115,3 +115,13 @@ def test_messages_round_trip_through_msgpack(book_parts) -> None:
     assert decode(encode(msg)) == msg
     order = _order("O9", "A", "ES", 1, 3, "new")
     assert decode(encode(order)) == order
+
+
+def test_a_correction_applies_both_its_reversal_and_its_corrected_fill(book_parts) -> None:
+    shard = _shard_with(RiskModel(*book_parts), ["A"])
+    shard.on_fill(_fill("T1", "A", "ES", 5, 6900.0))
+    reversal = FillMsg("G1", "correction_reversal", "A", "ES", -5, 6900.0, "o", "c", "T1", 2, Stamps())
+    corrected = FillMsg("G1", "correction", "A", "ES", 3, 6905.0, "o", "c", "T1", 2, Stamps())
+    assert shard.on_fill(reversal) is not None and shard.on_fill(corrected) is not None
+    assert shard.on_fill(corrected) is None  # a repeat of the same event is still a duplicate
+    assert shard.accounts["A"].quantities()[shard.model.table.index["ES"]] == 3
