@@ -13,6 +13,8 @@ and risk arrays fan out over PUB/SUB.
 
 from __future__ import annotations
 
+import collections
+import itertools
 import logging
 import os
 import tempfile
@@ -87,11 +89,35 @@ class ReceiveLoop:
     the frame and the loop goes on: one bad message never stops the plane.
     """
 
-    def __init__(self, handlers: dict[zmq.Socket, Callable[[bytes], None]], name: str = "riskd-recv") -> None:
-        self._handlers = handlers
+    _ids = itertools.count()
+
+    def __init__(self, handlers: dict[zmq.Socket, Callable[[bytes], None]], name: str = "riskd-recv",
+                 context: zmq.Context | None = None) -> None:
+        self._handlers = dict(handlers)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self.errors = 0
+        # call_soon: other threads queue work for this thread and wake it through an
+        # inproc pair, so the state the handlers own is only ever touched here.
+        self._calls: collections.deque[Callable[[], None]] = collections.deque()
+        context = context or zmq.Context.instance()
+        address = f"inproc://riskd-wake-{next(self._ids)}"
+        self._wake_rx = context.socket(zmq.PAIR)
+        self._wake_rx.bind(address)
+        self._wake_tx = context.socket(zmq.PAIR)
+        self._wake_tx.connect(address)
+        self._wake_lock = threading.Lock()
+        self._handlers[self._wake_rx] = self._run_calls
+
+    def call_soon(self, fn: Callable[[], None]) -> None:
+        """Run ``fn()`` on the loop's thread (thread-safe; returns at once)."""
+        self._calls.append(fn)
+        with self._wake_lock:
+            self._wake_tx.send(b"")
+
+    def _run_calls(self, _frame: bytes) -> None:
+        while self._calls:
+            self._calls.popleft()()
 
     def start(self) -> "ReceiveLoop":
         self._thread.start()
@@ -100,6 +126,8 @@ class ReceiveLoop:
     def stop(self, timeout_s: float = 2.0) -> None:
         self._stop.set()
         self._thread.join(timeout_s)
+        self._wake_rx.close(0)
+        self._wake_tx.close(0)
 
     def _run(self) -> None:
         poller = zmq.Poller()

@@ -52,3 +52,16 @@ def test_push_pull_keeps_order_and_a_bad_frame_does_not_stop_the_loop(tmp_path) 
     assert got == sent
     assert loop.errors == 1
     bus.close()
+
+
+def test_call_soon_runs_on_the_loop_thread(tmp_path) -> None:
+    bus = Bus(zmq.Context())
+    pull = bus.socket(zmq.PULL, ipc_endpoint("t2", tmp_path), bind=True)
+    loop = ReceiveLoop({pull: lambda frame: None}, context=bus.context).start()
+    seen: list[str] = []
+    for i in range(50):
+        loop.call_soon(lambda i=i: seen.append(f"{threading.current_thread().name}:{i}"))
+    assert _wait(lambda: len(seen) == 50)
+    loop.stop()
+    assert seen == [f"riskd-recv:{i}" for i in range(50)]
+    bus.close()

@@ -1,0 +1,123 @@
+"""One position shard behind its sockets: drop-copy events in, AccountRisk out.
+
+The receive loop thread owns the :class:`PositionShard`: fills and order events
+arrive on a PULL socket (from the ingest router), and every change publishes the
+account's AccountRisk on a PUB socket. Model updates, new accounts and snapshots
+requested from other threads (the Ray actor's methods) are queued onto the same
+thread with ``ReceiveLoop.call_soon``, so the shard is never touched concurrently.
+
+Latency stages recorded here (``recorder.record(stage, start_ns, end_ns)``,
+monotonic ns): fix_parse (bytes read -> fill parsed, from the stamps the ingest
+wrote), route (ingest send -> shard receive) and position_update (receive ->
+margin recomputed).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Callable, Protocol
+
+import zmq
+
+from actors.bus import Bus, ReceiveLoop
+from actors.messages import AccountRisk, CollateralMsg, FillMsg, HeldEvent, OrderMsg, decode, encode
+from actors.position_shard import PositionShard
+from risk.model import RiskModel
+from risk.params import MarginProfile
+
+log = logging.getLogger("riskd.position")
+
+
+class StageSink(Protocol):
+    def record(self, stage: str, start_ns: int, end_ns: int) -> None: ...
+
+
+class _NoRecorder:
+    def record(self, stage: str, start_ns: int, end_ns: int) -> None:
+        pass
+
+
+class PositionService:
+    """Sockets and thread around one shard; see the module docstring."""
+
+    def __init__(self, shard: PositionShard, bus: Bus, events_endpoint: str, risk_endpoint: str, *,
+                 bind_risk: bool = True, recorder: StageSink | None = None,
+                 clock_ns: Callable[[], int] = time.monotonic_ns) -> None:
+        self.shard = shard
+        self._clock_ns = clock_ns
+        self.recorder = recorder or _NoRecorder()
+        self._pull = bus.socket(zmq.PULL, events_endpoint, bind=True)
+        self._pub = bus.socket(zmq.PUB, risk_endpoint, bind=bind_risk)
+        self._loop = ReceiveLoop({self._pull: self._on_frame}, name=f"shard-{shard.shard}", context=bus.context)
+        self.received = 0
+        self.malformed = 0
+        self.held_reported = 0
+
+    def start(self) -> "PositionService":
+        self._loop.start()
+        return self
+
+    def stop(self) -> None:
+        self._loop.stop()
+
+    # ----- calls from other threads -----------------------------------------
+    def update_model(self, model: RiskModel, version: int) -> None:
+        """New risk arrays: applied on the shard's thread, every account republished."""
+        self._loop.call_soon(lambda: [self._publish(r) for r in self.shard.on_model(model, version)])
+
+    def add_account(self, account_id: str, profile: MarginProfile, cash: float) -> None:
+        """Create an account (on the shard's thread), then apply any fills held for it."""
+        def add() -> None:
+            self.shard.add_account(account_id, profile, cash)
+            for result in self.shard.retry_held():
+                self._emit(result)
+        self._loop.call_soon(add)
+
+    def call(self, fn: Callable[[PositionShard], None]) -> None:
+        """Run ``fn(shard)`` on the shard's thread (snapshots, status)."""
+        self._loop.call_soon(lambda: fn(self.shard))
+
+    # ----- the shard's thread ------------------------------------------------
+    def _on_frame(self, frame: bytes) -> None:
+        received = self._clock_ns()
+        try:
+            message = decode(frame)
+        except ValueError:
+            self.malformed += 1
+            log.warning("shard %d: malformed data-plane frame dropped: %r", self.shard.shard, frame[:200])
+            return
+        self.received += 1
+        if isinstance(message, FillMsg):
+            stamps = message.stamps
+            stamps.received_ns = received
+            result = self.shard.on_fill(message)
+        elif isinstance(message, OrderMsg):
+            stamps = message.stamps
+            stamps.received_ns = received
+            result = self.shard.on_order(message)
+        elif isinstance(message, CollateralMsg):
+            self._emit(self.shard.on_collateral(message))
+            return
+        else:
+            log.warning("shard %d: unexpected %s ignored", self.shard.shard, type(message).__name__)
+            return
+        if isinstance(result, AccountRisk):
+            stamps.applied_ns = self._clock_ns()
+            record = self.recorder.record
+            record("fix_parse", stamps.read_ns, stamps.parsed_ns)
+            record("route", stamps.routed_ns, stamps.received_ns)
+            record("position_update", stamps.received_ns, stamps.applied_ns)
+        self._emit(result)
+
+    def _emit(self, result: AccountRisk | HeldEvent | None) -> None:
+        if result is None:
+            return
+        if isinstance(result, HeldEvent):
+            self.held_reported += 1
+        self._publish(result)
+
+    def _publish(self, message: AccountRisk | HeldEvent) -> None:
+        if isinstance(message, AccountRisk):
+            message.stamps.published_ns = self._clock_ns()
+        self._pub.send(encode(message))
