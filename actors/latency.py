@@ -1,4 +1,9 @@
-"""Latency budget per pipeline stage: recording, percentiles, merging and breach alerts.
+"""Latency recording per pipeline stage: HDR histograms, percentiles and merging.
+
+One job: :class:`StageRecorder`. The stage names, :class:`LatencyBudgets` and
+:class:`StageStats` live in :mod:`actors.latency_stages`; :class:`BudgetMonitor` and
+:class:`BudgetBreach` in :mod:`actors.latency_budget`. All are re-exported here, so
+``from actors.latency import ...`` works for every name in ``__all__``.
 
 Units, everywhere in this module: timestamps and recorded values are integer
 nanoseconds from a monotonic clock (``time.monotonic_ns`` / ``perf_counter_ns``);
@@ -30,18 +35,19 @@ counts into the histograms. Percentiles follow HdrHistogram's definition exactly
 from __future__ import annotations
 
 import array
-import logging
 import math
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
-from typing import Annotated, Literal
+from collections.abc import Callable
 
 import msgspec
 import numpy as np
 from hdrh.histogram import HdrHistogram
-from msgspec import Meta
+
+from actors.latency_budget import BudgetBreach, BudgetMonitor
+from actors.latency_stages import (END_TO_END, FIX_PARSE, LIQUIDATION_DECISION, POSITION_UPDATE, PRETRADE,
+                                   REPRICE, RISK_PUBLISH, ROUTE, STAGES, LatencyBudgets, StageStats)
 
 __all__ = [
     "FIX_PARSE", "ROUTE", "POSITION_UPDATE", "RISK_PUBLISH", "PRETRADE", "REPRICE",
@@ -49,22 +55,6 @@ __all__ = [
     "LOWEST_NS", "HIGHEST_NS", "SIGNIFICANT_DIGITS",
     "LatencyBudgets", "StageStats", "BudgetBreach", "StageRecorder", "BudgetMonitor",
 ]
-
-log = logging.getLogger("riskd.latency")
-
-# Stage names, as recorded, exported (Prometheus label ``stage``) and configured.
-FIX_PARSE = "fix_parse"                        # bytes read -> Fill struct
-ROUTE = "route"                                # ingest -> position actor (ZMQ)
-POSITION_UPDATE = "position_update"            # fill applied, account vector, margin
-RISK_PUBLISH = "risk_publish"                  # margin -> AccountRisk delivered
-PRETRADE = "pretrade"                          # check received -> decision sent
-REPRICE = "reprice"                            # tick -> risk arrays published (per underlying)
-LIQUIDATION_DECISION = "liquidation_decision"  # AccountRisk -> order instruction
-END_TO_END = "end_to_end"                      # drop-copy bytes in -> AccountRisk out
-
-#: Every stage, in the order of ARCHITECTURE.md's table (the pipeline order).
-STAGES: tuple[str, ...] = (FIX_PARSE, ROUTE, POSITION_UPDATE, RISK_PUBLISH, PRETRADE, REPRICE,
-                           LIQUIDATION_DECISION, END_TO_END)
 
 #: Histogram range (ns) and precision. 60 s covers any sane stage; a longer value is
 #: a clock or bookkeeping bug and is counted as an anomaly rather than recorded.
@@ -104,89 +94,6 @@ def _new_counts() -> array.array:
     # without a copy (list is faster to bump but costs ~1 ms to convert per harvest,
     # all of it holding the GIL the hot path needs).
     return array.array("q", _ZERO_BYTES)
-
-
-# --------------------------------------------------------------------------- config
-
-_BudgetUs = Annotated[float, Meta(gt=0)]
-
-
-class LatencyBudgets(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
-    """p99 latency budget per stage, in microseconds (us), and how breaches are judged.
-
-    Stage fields: the p99 each stage must stay under (us); defaults are
-    ARCHITECTURE.md's table. ``check_interval_s``: seconds between breach
-    evaluations. ``min_samples``: a stage with fewer samples in the window is never
-    declared in breach (a p99 of a handful of samples is noise). ``window_s``:
-    seconds of recent samples the percentiles and breaches are computed over (at
-    the granularity of one snapshot); a cumulative p99 could never clear once a
-    long run had piled up bad samples.
-    """
-
-    fix_parse: _BudgetUs = 15.0
-    route: _BudgetUs = 80.0
-    position_update: _BudgetUs = 25.0
-    risk_publish: _BudgetUs = 80.0
-    pretrade: _BudgetUs = 25.0
-    reprice: _BudgetUs = 5000.0
-    liquidation_decision: _BudgetUs = 200.0
-    end_to_end: _BudgetUs = 500.0
-    check_interval_s: Annotated[float, Meta(gt=0)] = 1.0
-    min_samples: Annotated[int, Meta(ge=1)] = 100
-    window_s: Annotated[float, Meta(gt=0)] = 60.0
-
-    def __post_init__(self) -> None:
-        # "<field>: " prefix: daemon.config_errors appends the field to the path.
-        if self.window_s < self.check_interval_s:
-            raise ValueError(f"window_s: must be >= check_interval_s ({self.check_interval_s}), "
-                             f"found {self.window_s}")
-
-    def budget_us(self, stage: str) -> float | None:
-        """The p99 budget of ``stage`` in us, or None for a stage without one."""
-        return getattr(self, stage) if stage in STAGES else None
-
-    def as_dict(self) -> dict[str, float]:
-        """Every stage's p99 budget in us, in pipeline order."""
-        return {stage: getattr(self, stage) for stage in STAGES}
-
-
-# --------------------------------------------------------------------------- results
-
-class StageStats(msgspec.Struct, frozen=True, kw_only=True):
-    """One stage at one snapshot. Latencies in microseconds (us).
-
-    ``count``: samples since start or :meth:`StageRecorder.reset` (monotonic, merged
-    samples included). ``window_count``: samples in the window the percentiles are
-    computed over. ``p50_us``/``p99_us``/``p999_us``/``max_us``: over the window,
-    NaN when it is empty. ``budget_us``: the stage's p99 budget (None if it has
-    none). ``breached``: p99 above budget with at least ``min_samples`` in the
-    window. ``anomalies``: values not recorded (negative or over 60 s) since start.
-    """
-
-    count: int
-    window_count: int
-    p50_us: float
-    p99_us: float
-    p999_us: float
-    max_us: float
-    budget_us: float | None
-    breached: bool
-    anomalies: int = 0
-
-
-class BudgetBreach(msgspec.Struct, frozen=True, kw_only=True):
-    """A stage over (``state="breached"``) or back under (``"cleared"``) its p99 budget.
-
-    ``p99_us``/``budget_us`` in microseconds; ``count``: samples the p99 is based on;
-    ``at_wall_time``: float seconds since the Unix epoch when it was detected.
-    """
-
-    stage: str
-    p99_us: float
-    budget_us: float
-    count: int
-    at_wall_time: float
-    state: Literal["breached", "cleared"] = "breached"
 
 
 class _EncodedRecorder(msgspec.Struct, array_like=True, frozen=True):
@@ -548,94 +455,3 @@ def _from_hdr(histogram: HdrHistogram) -> tuple[np.ndarray, np.ndarray]:
         dense[_index_ns(value)] += item.count_at_value_iterated_to
     index = _nonzero(dense)
     return index, dense[index]
-
-
-# --------------------------------------------------------------------------- monitor
-
-class BudgetMonitor:
-    """Turns snapshots into budget alerts, one per transition.
-
-    :meth:`check` compares each stage's window p99 with its budget. A stage enters
-    breach when p99 > budget with at least ``min_samples`` samples in the window;
-    it clears when the p99 is back at or under budget, or when its window is empty
-    (no traffic: nothing left to alert on). Falling under ``min_samples`` alone
-    does not clear it, so a stage hovering around ``min_samples`` cannot flap.
-    ``on_alert`` receives a :class:`BudgetBreach` at each transition (``state``
-    "breached" or "cleared") and one structured log line is written; nothing is
-    repeated while a state persists. ``wall_clock``: seconds since the epoch.
-    """
-
-    def __init__(self, budgets: LatencyBudgets | None = None,
-                 on_alert: Callable[[BudgetBreach], None] | None = None, *,
-                 wall_clock: Callable[[], float] = time.time) -> None:
-        self.budgets = budgets if budgets is not None else LatencyBudgets()
-        self.on_alert = on_alert
-        self._wall_clock = wall_clock
-        self._active: dict[str, BudgetBreach] = {}
-        self._lock = threading.Lock()
-
-    @property
-    def active(self) -> dict[str, BudgetBreach]:
-        """Stages in breach now (as of the last check), with the breach that started it."""
-        with self._lock:
-            return dict(self._active)
-
-    def check(self, snapshot: Mapping[str, StageStats]) -> list[BudgetBreach]:
-        """Evaluate one snapshot; return every stage in breach now (us figures).
-
-        Alerts and log lines are emitted only for stages whose state changed.
-        """
-        now = self._wall_clock()
-        breaches: list[BudgetBreach] = []
-        transitions: list[BudgetBreach] = []
-        with self._lock:
-            for stage, stats in snapshot.items():
-                budget = self.budgets.budget_us(stage)
-                if budget is None:
-                    continue
-                n, p99 = stats.window_count, stats.p99_us
-                was = stage in self._active
-                over = n > 0 and p99 > budget  # False for NaN (empty window)
-                if over and (was or n >= self.budgets.min_samples):
-                    breach = BudgetBreach(stage=stage, p99_us=p99, budget_us=budget, count=n, at_wall_time=now)
-                    breaches.append(breach)
-                    if not was:
-                        self._active[stage] = breach
-                        transitions.append(breach)
-                elif was and not over:
-                    del self._active[stage]
-                    transitions.append(BudgetBreach(stage=stage, p99_us=p99, budget_us=budget, count=n,
-                                                    at_wall_time=now, state="cleared"))
-        for event in transitions:  # outside the lock: callbacks may call back in
-            self._emit(event)
-        return breaches
-
-    def _emit(self, event: BudgetBreach) -> None:
-        fields = {"event": f"latency_budget_{event.state}", "stage": event.stage, "p99_us": event.p99_us,
-                  "budget_us": event.budget_us, "samples": event.count, "at_wall_time": event.at_wall_time}
-        if event.state == "breached":
-            log.warning("latency budget breached: %s p99 %.1f us > budget %.1f us (%d samples)",
-                        event.stage, event.p99_us, event.budget_us, event.count, extra=fields)
-        else:
-            log.info("latency budget cleared: %s p99 %.1f us <= budget %.1f us (%d samples)",
-                     event.stage, event.p99_us, event.budget_us, event.count, extra=fields)
-        if self.on_alert is not None:
-            try:
-                self.on_alert(event)
-            except Exception:
-                # A failing alert sink must not stop monitoring or hide later alerts.
-                log.exception("latency alert callback failed", extra={"event": "latency_alert_error",
-                                                                      "stage": event.stage})
-
-    def run(self, snapshot: Callable[[], Mapping[str, StageStats]], stop: threading.Event) -> None:
-        """Check ``snapshot()`` every ``check_interval_s`` seconds until ``stop`` is set.
-
-        Meant as a thread's target; an exception from ``snapshot`` is logged and the
-        loop goes on.
-        """
-        interval = self.budgets.check_interval_s
-        while not stop.wait(interval):
-            try:
-                self.check(snapshot())
-            except Exception:
-                log.exception("latency budget check failed", extra={"event": "latency_check_error"})

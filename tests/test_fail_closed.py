@@ -12,7 +12,7 @@ import pytest
 from risk.account import Account
 from risk.errors import RiskModelError
 from risk.exposure import scan_risk
-from risk.instruments import MarketSnapshot, UnderlyingQuote
+from risk.instruments import MarketSnapshot
 from risk.model import RiskModel
 from risk.params import PortfolioGrid, SpanGrid, StressScenario
 from risk.pricing import greeks
