@@ -97,6 +97,8 @@ class ReceiveLoop:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self.errors = 0
+        #: repr of the last handler exception (for health reports).
+        self.last_error = ""
         # call_soon: other threads queue work for this thread and wake it through an
         # inproc pair, so the state the handlers own is only ever touched here.
         self._calls: collections.deque[Callable[[], None]] = collections.deque()
@@ -143,6 +145,7 @@ class ReceiveLoop:
                         break
                     try:
                         self._handlers[sock](frame)
-                    except Exception:
+                    except Exception as exc:
                         self.errors += 1
+                        self.last_error = repr(exc)
                         log.exception("handler failed on a %d-byte frame: %r", len(frame), frame[:200])

@@ -54,6 +54,15 @@ class PositionService:
         self.malformed = 0
         self.held_reported = 0
 
+    @property
+    def handler_errors(self) -> int:
+        """Frames whose handling raised (logged with the frame)."""
+        return self._loop.errors
+
+    @property
+    def last_error(self) -> str:
+        return self._loop.last_error
+
     def start(self) -> "PositionService":
         self._loop.start()
         return self

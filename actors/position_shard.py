@@ -144,7 +144,8 @@ class PositionShard:
                                "", str(exc), "", self.last_seq.get(account_id, 0), self.model_version, stamps)
         account.tier = next_tier(account.tier, report.margin_ratio, self.model.params.tiers)
         top = report.top_contributors[0].instrument if report.top_contributors else ""
-        return AccountRisk(account_id, report.equity, report.initial_margin, report.maintenance_margin,
-                           report.initial_margin_with_orders, report.margin_ratio, account.tier.name.lower(),
+        return AccountRisk(account_id, float(report.equity), float(report.initial_margin),
+                           float(report.maintenance_margin), float(report.initial_margin_with_orders),
+                           float(report.margin_ratio), account.tier.name.lower(),
                            report.binding_underlying, report.binding_scenario, top,
                            self.last_seq.get(account_id, 0), self.model_version, stamps)

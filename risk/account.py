@@ -138,7 +138,7 @@ class Account:
         if order is not None and (order.row != row or (order.quantity > 0) != (quantity > 0)):
             raise ValueError(f"fill of {quantity:g} x row {row} does not match open order {order_id!r}"
                              f" ({order.quantity:g} x row {order.row})")
-        mult = self.model.table.multiplier[row]
+        mult = float(self.model.table.multiplier[row])  # a Python float: cash must stay one
         pos = self.positions.setdefault(row, Position())
         q0, q1 = pos.quantity, pos.quantity + quantity
         if abs(q1) < QUANTITY_EPSILON:
@@ -209,7 +209,7 @@ class Account:
         mark = self.model.valuation.mark
         mult = self.model.table.multiplier
         upl = float(sum(p.quantity * (mark[r] - p.average_price) * mult[r] for r, p in self.positions.items()))
-        return self.cash + upl, upl
+        return float(self.cash + upl), upl
 
     def initial_margin(self) -> float:
         """IM of the positions alone, currency."""

@@ -125,3 +125,11 @@ def test_a_correction_applies_both_its_reversal_and_its_corrected_fill(book_part
     assert shard.on_fill(reversal) is not None and shard.on_fill(corrected) is not None
     assert shard.on_fill(corrected) is None  # a repeat of the same event is still a duplicate
     assert shard.accounts["A"].quantities()[shard.model.table.index["ES"]] == 3
+
+
+def test_account_risk_always_encodes_after_realized_pnl(book_parts) -> None:
+    shard = _shard_with(RiskModel(*book_parts), ["A"])
+    shard.on_fill(_fill("T1", "A", "ES", 3, 6900.0))
+    risk = shard.on_fill(_fill("T2", "A", "ES", -2, 6950.0))  # realizes P&L into cash
+    assert type(shard.accounts["A"].cash) is float
+    assert decode(encode(risk)) == risk

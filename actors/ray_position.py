@@ -1,0 +1,106 @@
+"""The position actor: a Ray actor around one :class:`PositionService`.
+
+Ray is the control plane only (ARCHITECTURE.md: a Ray call costs 1-2 ms here):
+the actor is created with its shard, reference data and endpoints, and answers
+``health`` and ``positions`` (for status and audit); fills, order events and
+AccountRisk move on the service's ZeroMQ sockets. The actor process pins itself
+to the configured CPUs (``os.sched_setaffinity``), the largest single latency
+lever on this 2-core machine.
+
+Ray is imported lazily: the rest of riskd (and its tests) do not need it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import msgspec
+
+from actors.bus import Bus
+from actors.latency import StageRecorder
+from actors.position_service import PositionService
+from actors.position_shard import PositionShard
+from risk.instruments import InstrumentTable, MarketSnapshot
+from risk.model import RiskModel
+from risk.params import InstrumentSpec, MarginParams, UnderlyingSpec
+
+log = logging.getLogger("riskd.position")
+
+
+class ShardSpec(msgspec.Struct, frozen=True, kw_only=True):
+    """Everything a position actor needs to start (plain data: Ray pickles it).
+
+    ``accounts``: (id, profile name, cash in currency) of this shard's accounts.
+    ``cpus``: CPU ids to pin the actor process to (empty: no pinning).
+    """
+
+    shard: int
+    n_shards: int
+    params: MarginParams
+    underlyings: tuple[UnderlyingSpec, ...]
+    instruments: tuple[InstrumentSpec, ...]
+    market: MarketSnapshot
+    accounts: tuple[tuple[str, str, float], ...]
+    events_endpoint: str
+    risk_endpoint: str
+    cpus: tuple[int, ...] = ()
+
+
+class PositionActorImpl:
+    """The actor's body, usable without Ray (tests) or as ``ray.remote(PositionActorImpl)``."""
+
+    def __init__(self, spec: ShardSpec) -> None:
+        if spec.cpus:
+            os.sched_setaffinity(0, set(spec.cpus))
+        self.spec = spec
+        table = InstrumentTable(spec.underlyings, spec.instruments)
+        model = RiskModel(table, spec.market, spec.params)
+        self.shard = PositionShard(spec.shard, spec.n_shards, model)
+        for account_id, profile, cash in spec.accounts:
+            self.shard.add_account(account_id, spec.params.profiles[profile], cash)
+        self.recorder = StageRecorder()
+        self.bus = Bus()
+        self.service = PositionService(self.shard, self.bus, spec.events_endpoint, spec.risk_endpoint,
+                                       bind_risk=False, recorder=self.recorder).start()
+        log.info("position shard %d of %d up with %d accounts", spec.shard, spec.n_shards, len(spec.accounts))
+
+    def health(self) -> dict[str, Any]:
+        """Counters for `riskd status` (a Ray call: never on a hot path)."""
+        return {"shard": self.spec.shard, "pid": os.getpid(), "accounts": len(self.shard.accounts),
+                "received": self.service.received, "malformed": self.service.malformed,
+                "handler_errors": self.service.handler_errors, "last_error": self.service.last_error,
+                "held": len(self.shard.held), "duplicates": self.shard.duplicates,
+                "affinity": sorted(os.sched_getaffinity(0))}
+
+    def positions(self) -> dict[str, dict[str, float]]:
+        """Signed contracts per instrument per account (read on the shard's thread)."""
+        import threading
+
+        done = threading.Event()
+        out: dict[str, dict[str, float]] = {}
+
+        def read(shard: PositionShard) -> None:
+            for account_id, account in shard.accounts.items():
+                out[account_id] = {symbol: pos.quantity for symbol, pos in account.iter_positions()}
+            done.set()
+
+        self.service.call(read)
+        done.wait(5.0)
+        return out
+
+    def latency(self) -> bytes:
+        """This shard's stage histograms since the last call (StageRecorder.encode)."""
+        return self.recorder.encode()
+
+    def stop(self) -> None:
+        self.service.stop()
+        self.bus.close()
+
+
+def position_actor_class(max_restarts: int = 3, num_cpus: float = 0.5) -> Any:
+    """The Ray actor class, with the restart policy and resources from config."""
+    import ray
+
+    return ray.remote(max_restarts=max_restarts, max_task_retries=1, num_cpus=num_cpus)(PositionActorImpl)
