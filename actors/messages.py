@@ -32,7 +32,8 @@ class FillMsg(msgspec.Struct, tag="fill", array_like=True):
     """A position change from the drop copy (see fix.dropcopy.Fill for the fields).
 
     ``quantity``: signed contracts (buy > 0); ``price``: per unit; ``kind``: trade,
-    bust, correction_reversal or correction; ``seq``: drop-copy MsgSeqNum.
+    bust, correction_reversal or correction; ``seq``: drop-copy MsgSeqNum;
+    ``trade_date``: YYYYMMDD the ExecID is unique within.
     """
 
     exec_id: str
@@ -46,6 +47,7 @@ class FillMsg(msgspec.Struct, tag="fill", array_like=True):
     ref_exec_id: str
     seq: int
     stamps: Stamps
+    trade_date: str = ""
 
 
 class OrderMsg(msgspec.Struct, tag="order", array_like=True):
@@ -135,7 +137,7 @@ def fill_message(fill: object, stamps: Stamps) -> FillMsg:
     keeps the schema module free of it)."""
     f = fill
     return FillMsg(f.exec_id, f.kind, f.account, f.symbol, f.quantity, f.price, f.order_id,  # type: ignore[attr-defined]
-                   f.cl_ord_id, f.ref_exec_id, f.seq, stamps)  # type: ignore[attr-defined]
+                   f.cl_ord_id, f.ref_exec_id, f.seq, stamps, f.trade_date)  # type: ignore[attr-defined]
 
 
 def order_message(event: object, stamps: Stamps) -> OrderMsg:

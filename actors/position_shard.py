@@ -47,9 +47,9 @@ class PositionShard:
         self.model_version = 0
         self.accounts: dict[str, Account] = {}
         self.held: list[FillMsg | OrderMsg] = []
-        #: (ExecID, kind) of the fills applied: a correction's reversal and corrected
-        #: fill share the report's ExecID, so the kind is part of the key.
-        self.applied_fills: set[tuple[str, str]] = set()
+        #: (trade date, ExecID, kind) of the fills applied: a correction's reversal and
+        #: corrected fill share the report's ExecID, and ExecIDs are unique per day only.
+        self.applied_fills: set[tuple[str, str, str]] = set()
         self.duplicates = 0
         self.last_seq: dict[str, int] = {}
         #: order_id -> account id, for the orders holding a reservation.
@@ -86,7 +86,7 @@ class PositionShard:
     # ----- drop copy -------------------------------------------------------
     def on_fill(self, message: FillMsg) -> AccountRisk | HeldEvent | None:
         """Apply a fill; None for a repeat of an ExecID already applied."""
-        key = (message.exec_id, message.kind)
+        key = (message.trade_date, message.exec_id, message.kind)
         if key in self.applied_fills:
             self.duplicates += 1
             return None

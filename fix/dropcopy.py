@@ -47,6 +47,9 @@ ORDER_STATUS = {b"0": "new", b"1": "partially_filled", b"2": "filled", b"3": "do
 #: Order statuses after which the order can no longer fill (its reservation is released).
 TERMINAL_STATUSES = frozenset({"filled", "canceled", "rejected", "expired", "done_for_day"})
 EXEC_TYPES = frozenset(b"0 3 4 5 6 7 8 9 A B C D E F G H I L".split())
+#: Side (54) -> position direction: buy and buy minus buy; sell, sell plus, sell
+#: short, sell short exempt, cross short and cross short exempt sell.
+_SIDES = {b"1": 1, b"3": 1, b"2": -1, b"4": -1, b"5": -1, b"6": -1, b"9": -1, b"A": -1}
 
 
 class Fill(msgspec.Struct, frozen=True, array_like=True):
@@ -57,7 +60,9 @@ class Fill(msgspec.Struct, frozen=True, array_like=True):
     the trade a bust or correction refers to. ``seq``: the FIX MsgSeqNum it came
     in. ``received_ns``: monotonic ns when its bytes were read off the socket, for
     the latency budget.
-    ``transact_time``: the OMS's TransactTime (60) as sent.
+    ``transact_time``: the OMS's TransactTime (60) as sent. ``trade_date``:
+    YYYYMMDD the ExecID is unique within (FIX only promises uniqueness per trading
+    day): TradeDate (75), else the date of TransactTime, else of SendingTime.
     """
 
     exec_id: str
@@ -73,6 +78,7 @@ class Fill(msgspec.Struct, frozen=True, array_like=True):
     seq: int
     poss_dup: bool
     received_ns: int
+    trade_date: str = ""
 
 
 class OrderEvent(msgspec.Struct, frozen=True, array_like=True):
@@ -117,6 +123,10 @@ class _TradeRecord(msgspec.Struct, array_like=True):
 class ExecIdStore:
     """Processed ExecIDs and the current version of every trade, persisted.
 
+    Keys are day-scoped (``YYYYMMDD<US>ExecID``, see :func:`scoped_exec_id`): FIX only
+    promises an ExecID is unique within a trading day, so the same id on another
+    day is a new execution, not a duplicate.
+
     An append-only file of msgpack records (length-prefixed), replayed at open;
     a torn record at the tail (crash mid-write) is dropped. ``path=None`` keeps
     everything in memory (tests). Memory: about 200 bytes per trade.
@@ -131,6 +141,8 @@ class ExecIdStore:
         self._chain_of: dict[str, str] = {}
         #: Chain -> the trade's current version (absent once busted).
         self._current: dict[str, _TradeRecord] = {}
+        #: Plain ExecID -> its latest day-scoped key, for an ExecRefID from another day.
+        self._latest: dict[str, str] = {}
         self._encoder = msgspec.msgpack.Encoder()
         self._decoder = msgspec.msgpack.Decoder(tuple[str, str, _TradeRecord | None])
         self._fd: int | None = None
@@ -157,6 +169,7 @@ class ExecIdStore:
 
     def _apply(self, exec_id: str, ref: str, record: _TradeRecord | None) -> None:
         self._seen.add(exec_id)
+        self._latest[exec_id.partition(KEY_SEPARATOR)[2] or exec_id] = exec_id
         chain = self._chain_of.get(ref, ref) if ref else exec_id
         if record is None:
             if ref:  # a bust ends the chain; a non-trade report (ref "") only marks the ExecID seen
@@ -166,11 +179,21 @@ class ExecIdStore:
         self._current[chain] = record
 
     def seen(self, exec_id: str) -> bool:
-        return exec_id in self._seen
+        """A day-scoped key seen; a plain ExecID: seen on any day."""
+        if KEY_SEPARATOR in exec_id:
+            return exec_id in self._seen
+        return exec_id in self._latest
 
     def current(self, exec_id: str) -> _TradeRecord | None:
-        """The current version of the trade that ``exec_id`` names (original or correction)."""
+        """The current version of the trade that ``exec_id`` names (original or correction);
+        a plain ExecID means its latest day."""
+        if KEY_SEPARATOR not in exec_id:
+            exec_id = self._latest.get(exec_id, exec_id)
         return self._current.get(self._chain_of.get(exec_id, exec_id))
+
+    def latest_key(self, plain_exec_id: str) -> str | None:
+        """The day-scoped key under which a plain ExecID was last seen, if ever."""
+        return self._latest.get(plain_exec_id)
 
     def record(self, exec_id: str, ref: str, trade: _TradeRecord | None) -> None:
         """Remember ``exec_id`` (and the trade it creates or corrects; None for a bust).
@@ -196,6 +219,25 @@ class ExecIdStore:
             self.flush()
             os.close(self._fd)
             self._fd = None
+
+
+def trade_date(message: FixMessage) -> str:
+    """The trading day (YYYYMMDD) an ExecID is unique within: TradeDate (75), else the
+    date of TransactTime (60), else of SendingTime (52)."""
+    for tag in (75, 60, 52):
+        value = message.get(tag)
+        if value and len(value) >= 8 and value[:8].isdigit():
+            return value[:8].decode()
+    return ""
+
+
+#: Between the day and the ExecID in a dedupe key: a control character no ExecID carries.
+KEY_SEPARATOR = "\x1f"
+
+
+def scoped_exec_id(day: str, exec_id: str) -> str:
+    """The dedupe key of an ExecID on a trading day."""
+    return f"{day}{KEY_SEPARATOR}{exec_id}"
 
 
 def _required(message: FixMessage, tag: int) -> bytes:
@@ -269,22 +311,26 @@ class DropCopyApplication:
         exec_type = get(150)
         if exec_type not in EXEC_TYPES:
             raise BusinessReject(0, f"Unknown ExecType {exec_type!r}", 150)
-        if self.exec_ids.seen(exec_id):
+        day = trade_date(message)
+        key = scoped_exec_id(day, exec_id)
+        if self.exec_ids.seen(key):
             self.duplicates += 1
             log.info("drop copy duplicate ExecID %s (PossDup=%s) ignored", exec_id, message.get_str(43))
             return
         seq = int(get(34) or 0)
         poss_dup = get(43) == b"Y" or get(97) == b"Y"
-        side = 1 if get(54) in (b"1", b"3", b"9") else -1
+        side = _SIDES.get(get(54))
+        if side is None:  # undisclosed, cross, as-defined...: never guess a direction
+            raise BusinessReject(5, f"Side {get(54)!r} has no position direction", 54)
         account = (get(1) or b"").decode()
         symbol = _required(message, 55).decode()
         order_id = get(37).decode()
         cl_ord_id = (get(11) or b"").decode()
         events: list[DropCopyEvent] = []
-        record: tuple[str, str, _TradeRecord | None] = (exec_id, "", None)
+        record: tuple[str, str, _TradeRecord | None] = (key, "", None)
         if exec_type in (b"F", b"G", b"H"):
-            fills, record = self._fills(message, exec_id, exec_type, side, account, symbol, order_id, cl_ord_id,
-                                        seq, poss_dup, received)
+            fills, record = self._fills(message, exec_id, key, day, exec_type, side, account, symbol, order_id,
+                                        cl_ord_id, seq, poss_dup, received)
             events += fills
         events.append(OrderEvent(exec_id, exec_type.decode(), ORDER_STATUS.get(get(39), "unknown"), account, symbol,
                                  side, float(get(38) or 0.0), float(get(151)), float(get(14)),
@@ -296,8 +342,8 @@ class DropCopyApplication:
             self.on_event(event)
         self.exec_ids.record(*record)
 
-    def _fills(self, message: FixMessage, exec_id: str, exec_type: bytes, side: int, account: str, symbol: str,
-               order_id: str, cl_ord_id: str, seq: int, poss_dup: bool, received: int
+    def _fills(self, message: FixMessage, exec_id: str, key: str, day: str, exec_type: bytes, side: int,
+               account: str, symbol: str, order_id: str, cl_ord_id: str, seq: int, poss_dup: bool, received: int
                ) -> tuple[list[Fill], tuple[str, str, _TradeRecord | None]]:
         """The fill events of a trade, bust or correction, and the ExecID record to keep."""
         transact = (message.get(60) or b"").decode()
@@ -305,17 +351,22 @@ class DropCopyApplication:
             qty, px = _float(message, 32), _float(message, 31)
             trade = _TradeRecord(exec_id, account, symbol, side * qty, px, order_id, cl_ord_id)
             return ([Fill(exec_id, "trade", account, symbol, side * qty, px, order_id, cl_ord_id, "", transact, seq,
-                          poss_dup, received)], (exec_id, "", trade))
+                          poss_dup, received, day)], (key, "", trade))
         ref = _required(message, 19).decode()
-        current = self.exec_ids.current(ref)
+        # The referenced trade is usually of the same day; a correction can come later.
+        ref_key = scoped_exec_id(day, ref)
+        current = self.exec_ids.current(ref_key)
+        if current is None:
+            ref_key = self.exec_ids.latest_key(ref) or ref_key
+            current = self.exec_ids.current(ref_key)
         if current is None:
             raise BusinessReject(1, f"ExecRefID {ref} names no trade that is still standing", 19)
         reverse = Fill(exec_id, "bust" if exec_type == b"H" else "correction_reversal", current.account,
                        current.symbol, -current.quantity, current.price, current.order_id, current.cl_ord_id, ref,
-                       transact, seq, poss_dup, received)
+                       transact, seq, poss_dup, received, day)
         if exec_type == b"H":
-            return [reverse], (exec_id, ref, None)
+            return [reverse], (key, ref_key, None)
         qty, px = _float(message, 32), _float(message, 31)
         corrected = _TradeRecord(exec_id, account, symbol, side * qty, px, order_id, cl_ord_id)
         return ([reverse, Fill(exec_id, "correction", account, symbol, side * qty, px, order_id, cl_ord_id, ref,
-                               transact, seq, poss_dup, received)], (exec_id, ref, corrected))
+                               transact, seq, poss_dup, received, day)], (key, ref_key, corrected))

@@ -54,6 +54,11 @@ def _number(value: float) -> str:
     return repr(float(value)).removesuffix(".0") if float(value).is_integer() else repr(float(value))
 
 
+class NotLoggedOn(RuntimeError):
+    """The execution session is down and resets its sequence numbers at logon, so an
+    order stored now would be wiped before it could be resent: refuse it instead."""
+
+
 class OrderEntryClient:
     """Sends orders on one execution session. Call it on the session's event-loop thread
     (``FixEngine.call`` from another thread)."""
@@ -61,8 +66,17 @@ class OrderEntryClient:
     def __init__(self, session: Session) -> None:
         self.session = session
 
+    def _check_deliverable(self) -> None:
+        session = self.session
+        if not session.logged_on and session.settings.reset_on_logon:
+            raise NotLoggedOn(f"execution session {session.settings.session_key} is not logged on and resets"
+                              " sequence numbers at logon: the order would be lost, not resent")
+
     def new_order_single(self, order: NewOrder, now: dt.datetime | None = None) -> int:
-        """Send a NewOrderSingle (35=D); returns its MsgSeqNum."""
+        """Send a NewOrderSingle (35=D); returns its MsgSeqNum.
+
+        Raises NotLoggedOn when it could not be delivered later (see the class)."""
+        self._check_deliverable()
         body: list[tuple[int, FieldValue]] = [
             (11, order.cl_ord_id), (1, order.account), (21, b"1"), (55, order.symbol), (54, SIDE[order.side]),
             (60, _transact_time(now)), (38, _number(order.quantity)), (40, ORD_TYPE[order.order_type]),
@@ -75,6 +89,7 @@ class OrderEntryClient:
     def cancel(self, cl_ord_id: str, orig_cl_ord_id: str, account: str, symbol: str,
                side: Literal["buy", "sell"], quantity: float, now: dt.datetime | None = None) -> int:
         """Send an OrderCancelRequest (35=F) for ``orig_cl_ord_id``; returns its MsgSeqNum."""
+        self._check_deliverable()
         body: list[tuple[int, FieldValue]] = [
             (41, orig_cl_ord_id), (11, cl_ord_id), (1, account), (55, symbol), (54, SIDE[side]),
             (60, _transact_time(now)), (38, _number(quantity)),

@@ -56,6 +56,18 @@ def _int(message: FixMessage, tag: int) -> int | None:
         return None
 
 
+def _message_tags(items: tuple) -> set[int]:
+    """Every tag a dictionary message definition allows, groups included."""
+    tags: set[int] = set()
+    for item in items:
+        if hasattr(item, "counter"):
+            tags.add(item.counter)
+            tags |= _message_tags(item.items)
+        else:
+            tags.add(item.tag)
+    return tags
+
+
 class Disconnect(Exception):
     """Internal: the session must drop the connection (the reason is logged)."""
 
@@ -83,6 +95,7 @@ class Session:
         self.logons = 0
         #: Monotonic ns when the message being processed was read off the socket.
         self.read_ns = 0
+        self._queued = False
         self._reset_connection_state()
 
     # ----- connection ------------------------------------------------------
@@ -130,7 +143,7 @@ class Session:
         self.resend_range: tuple[int, int] | None = None
         self.queue: dict[int, FixMessage] = {}
         self.test_requests = 0
-        self.last_sent = self.last_received = self.connected_at = now
+        self.last_sent = self.last_received = self.connected_at = self._last_progress = now
 
     # ----- inbound ---------------------------------------------------------
     def on_frame(self, raw: bytes, read_ns: int = 0) -> None:
@@ -186,6 +199,13 @@ class Session:
         if silent >= TIMEOUT_HEARTBEATS * self.heart_bt_int:
             self.disconnect(f"no message for {silent:.1f} s (HeartBtInt {self.heart_bt_int} s)")
             return
+        if self.queue and self.resend_range is not None and now - self._last_progress >= self.heart_bt_int:
+            # Held messages and no progress for a heartbeat interval: the gap we asked
+            # for did not come (or the range went stale). Ask again rather than hang.
+            log.warning("FIX resend of %d-%d not progressing: requesting again", *self.resend_range)
+            self.resend_range = None
+            self._target_too_high(self.queue[min(self.queue)], min(self.queue))
+            self._last_progress = now
         margin = 1.0 + self.settings.test_request_margin
         if silent >= margin * self.heart_bt_int * (self.test_requests + 1):
             self._send(TEST_REQUEST, [(112, b"TEST")])
@@ -193,7 +213,8 @@ class Session:
         elif self.test_requests == 0 and now - self.last_sent >= self.heart_bt_int:
             self._send(HEARTBEAT, [])
 
-    def _next(self, message: FixMessage) -> None:
+    def _next(self, message: FixMessage, queued: bool = False) -> None:
+        self._queued = queued
         msg_type = message.msg_type
         begin_string = message.get(8)
         for tag in (49, 56):
@@ -214,15 +235,13 @@ class Session:
             return
         if not self.received_logon and msg_type != LOGON:
             raise Disconnect(f"first message is MsgType {msg_type!r}, not a Logon")
-        try:
-            validate(message)
-        except GarbledMessage as exc:
-            self.on_garbled(message.raw, str(exc))
-            return
-        except FixValidationError as exc:
+        error = self._validation_error(message)
+        if error is False:
+            return  # garbled: ignored, not counted
+        if error is not None:
             if msg_type == LOGON or not self.received_logon:
-                raise Disconnect(f"invalid Logon: {exc.text}") from None
-            self._reject(message, exc.reason, exc.tag, exc.text)
+                raise Disconnect(f"invalid Logon: {error.text}")  # type: ignore[union-attr]
+            self._reject(message, error.reason, error.tag, error.text)  # type: ignore[union-attr]
             return
         handler = self._ADMIN_HANDLERS.get(msg_type)
         if handler is not None:
@@ -241,9 +260,60 @@ class Session:
         except FixValidationError as exc:
             self._reject(message, exc.reason, exc.tag, exc.text)
             return
-        except Exception:  # the application's bug must not take the session down
+        except Exception:
+            # Not consumed: the number is not used up, and dropping the connection
+            # makes the counterparty resend it after the next logon (QuickFIX lets such
+            # an exception end the session too). A fill is never silently skipped.
             log.exception("FIX application failed on message %r", message.raw)
+            raise Disconnect("application failed to process a message; it will be resent") from None
         self._incr_target()
+
+    def _validation_error(self, message: FixMessage) -> FixValidationError | bool | None:
+        """None if valid (possibly after dropping tolerated fields), the error to reject
+        with, or False for a garbled message (already logged)."""
+        try:
+            validate(message)
+            return None
+        except GarbledMessage as exc:
+            self.on_garbled(message.raw, str(exc))
+            return False
+        except FixValidationError as exc:
+            tolerated = self._tolerated_fields(message, exc)
+            if tolerated is None:
+                return exc
+        try:
+            validate(tolerated)
+            return None
+        except GarbledMessage as exc:
+            self.on_garbled(message.raw, str(exc))
+            return False
+        except FixValidationError as again:
+            return again
+
+    def _tolerated_fields(self, message: FixMessage, exc: FixValidationError) -> FixMessage | None:
+        """The message without the fields the settings allow an application message to carry
+        unvalidated (user-defined or undefined-for-type tags), or None if nothing is tolerated."""
+        s = self.settings
+        if message.msg_type in ADMIN_TYPES or exc.reason not in (0, 2):
+            return None
+        if s.validate_user_defined_fields and not s.allow_unknown_msg_fields:
+            return None
+        from fix.dictionary import MESSAGES
+
+        definition = MESSAGES.get((message.msg_type or b"").decode())
+        if definition is None:
+            return None
+        allowed = _message_tags(definition.items) | HEADER_TAGS | {10, 93, 89}
+        kept = [(t, v) for t, v in message.fields
+                if t in allowed or not ((t >= 5000 and not s.validate_user_defined_fields)
+                                        or (t < 5000 and s.allow_unknown_msg_fields))]
+        if len(kept) == len(message.fields):
+            return None
+        log.info("FIX tolerated %d unvalidated field(s) in %r", len(message.fields) - len(kept), message.msg_type)
+        index: dict[int, bytes] = {}
+        for t, v in kept:
+            index.setdefault(t, v)
+        return FixMessage(message.raw, kept, index, message.errors)
 
     def _next_queued(self) -> None:
         """Process held messages that the last one made contiguous, in order."""
@@ -257,8 +327,9 @@ class Session:
             log.debug("FIX processing queued message %d", expected)
             if message.msg_type in (LOGON, RESEND_REQUEST):
                 self._incr_target()
+                self._clear_resend_range_at(expected)
             else:
-                self._next(message)
+                self._next(message, queued=True)
 
     # ----- verification ----------------------------------------------------
     def _verify(self, message: FixMessage, check_too_high: bool = True, check_too_low: bool = True) -> bool:
@@ -267,7 +338,9 @@ class Session:
             self._reject(message, 1, "34")
             return False
         sending = parse_utc_timestamp(message.get(52) or b"")
-        if sending is None or abs(sending - self._clock()) > self.settings.max_latency:
+        # A queued message passed this check when it arrived; a long resend in front of
+        # it must not turn it stale (and lose it).
+        if sending is None or (not self._queued and abs(sending - self._clock()) > self.settings.max_latency):
             self._reject(message, 10)
             self._send_logout()
             return False
@@ -390,6 +463,7 @@ class Session:
         elif new_seq > expected:
             log.info("FIX SequenceReset (%s) to %d", "GapFill" if gap_fill else "Reset", new_seq)
             self.store.set_next_target_seq(new_seq)
+            self._clear_resend_range_at(new_seq - 1)
         elif new_seq < expected:
             self._reject(message, 5)
 
@@ -511,6 +585,7 @@ class Session:
         body.append((373, reason))
         if msg_type not in (LOGON, SEQUENCE_RESET) and _int(message, 34) == self.store.next_target_seq:
             self._incr_target()
+            self._clear_resend_range_at(self.store.next_target_seq - 1)
         if not self.received_logon:
             raise Disconnect(f"message rejected before logon: {REJECT_TEXT.get(reason)}")
         log.warning("FIX message %s rejected: %s (tag %s): %r", seq_text, REJECT_TEXT.get(reason), tag,
@@ -530,6 +605,13 @@ class Session:
 
     def _incr_target(self) -> None:
         self.store.set_next_target_seq(self.store.next_target_seq + 1)
+        self._last_progress = self._monotonic()
+
+    def _clear_resend_range_at(self, seq: int) -> None:
+        """The gap we asked to be resent is filled up to ``seq``: forget it if that covers it."""
+        if self.resend_range is not None and seq >= self.resend_range[1]:
+            log.info("FIX resend of %d-%d complete", *self.resend_range)
+            self.resend_range = None
 
     @staticmethod
     def _callback(fn: Callable[..., None], *args: object) -> None:

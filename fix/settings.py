@@ -53,6 +53,8 @@ class SessionSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, k
     username: str | None = None
     password: str | None = None
     max_message_size: Annotated[int, Meta(ge=1024, le=64 * 1024 * 1024)] = 1024 * 1024
+    validate_user_defined_fields: bool = True
+    allow_unknown_msg_fields: bool = False
 
     def __post_init__(self) -> None:
         if self.connection_type == "initiator" and self.socket_connect_port is None:

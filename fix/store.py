@@ -94,8 +94,10 @@ class FileStore:
         self._body_path = self.folder / f"{stem}.body"
         self._index: dict[int, tuple[int, int]] = {}
         self._target_dirty = False
+        self._persisted_target = 1
         self.creation_time = time.time()
         self.next_sender_seq, self.next_target_seq = self._read_seqnums()
+        self._persisted_target = self.next_target_seq
         self._seq_fd = os.open(self._seq_path, os.O_RDWR | os.O_CREAT, 0o600)
         self._body_fd = os.open(self._body_path, os.O_RDWR | os.O_CREAT, 0o600)
         self._body_end = self._load_index()
@@ -125,8 +127,10 @@ class FileStore:
         return offset
 
     def _write_seqnums(self) -> None:
-        self._target_dirty = False
-        os.pwrite(self._seq_fd, _SEQNUMS_FORMAT % (self.next_sender_seq, self.next_target_seq), 0)
+        # The target number on disk moves only in flush(): a message sent in the
+        # middle of a read (a Heartbeat, a ResendRequest) must not persist a target
+        # ahead of what the application has flushed.
+        os.pwrite(self._seq_fd, _SEQNUMS_FORMAT % (self.next_sender_seq, self._persisted_target), 0)
 
     def set_next_sender_seq(self, value: int) -> None:
         self.next_sender_seq = value
@@ -139,6 +143,8 @@ class FileStore:
     def flush(self) -> None:
         """Persist the target sequence number if it moved since the last flush."""
         if self._target_dirty:
+            self._persisted_target = self.next_target_seq
+            self._target_dirty = False
             self._write_seqnums()
 
     def save_sent(self, seq: int, raw: bytes) -> None:
@@ -155,7 +161,8 @@ class FileStore:
         os.ftruncate(self._body_fd, 0)
         self._body_end = 0
         self._index.clear()
-        self.next_sender_seq = self.next_target_seq = 1
+        self.next_sender_seq = self.next_target_seq = self._persisted_target = 1
+        self._target_dirty = False
         self.creation_time = time.time()
         self._write_seqnums()
 

@@ -113,7 +113,8 @@ def test_trade_is_a_fill_signed_by_side(side: str, sign: int) -> None:
     events = r.feed(trade("E1", 3, 4500.5, side=side, seq=17, leaves=7, cum=3, avg_px=4500.5))
     assert [type(e) for e in events] == [Fill, OrderEvent], "the fill comes before the order event"
     fill = events[0]
-    assert fill == Fill("E1", "trade", "ACC-1", "ESZ6", sign * 3.0, 4500.5, "O1", "C1", "", T60, 17, False, 42)
+    assert fill == Fill("E1", "trade", "ACC-1", "ESZ6", sign * 3.0, 4500.5, "O1", "C1", "", T60, 17, False, 42,
+                        T60[:8])  # the trading day the ExecID is unique within
     assert events[1].status == "partially_filled" and events[1].side == sign
 
 
