@@ -46,6 +46,8 @@ BUSINESS_REJECT_TEXT = {0: "Other", 1: "Unknown ID", 2: "Unknown Security", 3: "
                         6: "Not authorized", 7: "DeliverTo firm not available at this time"}
 #: QuickFIX drops a silent counterparty after 2.4 heartbeat intervals.
 TIMEOUT_HEARTBEATS = 2.4
+#: A resend making no progress for max(2 x HeartBtInt, this many seconds) is requested again.
+RESEND_STALL_MIN_S = 10.0
 
 
 def _int(message: FixMessage, tag: int) -> int | None:
@@ -199,8 +201,9 @@ class Session:
         if silent >= TIMEOUT_HEARTBEATS * self.heart_bt_int:
             self.disconnect(f"no message for {silent:.1f} s (HeartBtInt {self.heart_bt_int} s)")
             return
-        if self.queue and self.resend_range is not None and now - self._last_progress >= self.heart_bt_int:
-            # Held messages and no progress for a heartbeat interval: the gap we asked
+        if (self.queue and self.resend_range is not None
+                and now - self._last_progress >= max(2.0 * self.heart_bt_int, RESEND_STALL_MIN_S)):
+            # Held messages and no progress for two heartbeat intervals: the gap we asked
             # for did not come (or the range went stale). Ask again rather than hang.
             log.warning("FIX resend of %d-%d not progressing: requesting again", *self.resend_range)
             self.resend_range = None

@@ -204,7 +204,7 @@ def test_the_same_exec_id_on_another_trading_day_is_a_new_fill() -> None:
     assert kinds[-2:] == ["correction_reversal", "correction"]
 
 
-def test_a_resend_that_never_comes_is_requested_again_after_a_heartbeat_interval() -> None:
+def test_a_resend_that_never_comes_is_requested_again_after_two_heartbeat_intervals() -> None:
     clock = Clock()
     peer = Peer(clock)
     session, out, closed, events, _ = _session(clock=clock)
@@ -215,6 +215,10 @@ def test_a_resend_that_never_comes_is_requested_again_after_a_heartbeat_interval
     assert len([o for o in out if parse(o).msg_type == b"2"]) == len(first) == 1
     clock.advance(31)
     session.on_frame(peer.msg(b"0", 6))  # traffic keeps coming, the gap does not
+    session.on_timer()
+    assert len([o for o in out if parse(o).msg_type == b"2"]) == 1  # one interval: still patient
+    clock.advance(30)
+    session.on_frame(peer.msg(b"0", 7))
     session.on_timer()
     again = [parse(o) for o in out if parse(o).msg_type == b"2"]
     assert len(again) == 2 and again[-1].get(7) == b"2" and not closed
