@@ -110,7 +110,11 @@ class PositionShard:
             account.release(message.order_id)
             self.order_accounts.pop(message.order_id, None)
         elif message.status not in ("pending_cancel", "pending_replace"):
-            account.reserve(message.order_id, row, message.side * message.leaves_qty, message.price)
+            try:
+                account.reserve(message.order_id, row, message.side * message.leaves_qty, message.price)
+            except RiskModelError as exc:
+                # No margin figure for it: the AccountRisk below says so (worst tier).
+                log.error("order %s of %s cannot be margined: %s", message.order_id, message.account, exc)
             self.order_accounts[message.order_id] = message.account
         self.last_seq[message.account] = max(self.last_seq.get(message.account, 0), message.seq)
         return self.risk(message.account, message.stamps)

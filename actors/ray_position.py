@@ -46,6 +46,8 @@ class ShardSpec(msgspec.Struct, frozen=True, kw_only=True):
     events_endpoint: str
     risk_endpoint: str
     cpus: tuple[int, ...] = ()
+    #: (window, U) VaR-horizon returns of the underlyings (numpy), for VaR profiles.
+    history_returns: Any = None
 
 
 class PositionActorImpl:
@@ -56,7 +58,7 @@ class PositionActorImpl:
             os.sched_setaffinity(0, set(spec.cpus))
         self.spec = spec
         table = InstrumentTable(spec.underlyings, spec.instruments)
-        model = RiskModel(table, spec.market, spec.params)
+        model = RiskModel(table, spec.market, spec.params, spec.history_returns)
         self.shard = PositionShard(spec.shard, spec.n_shards, model)
         for account_id, profile, cash in spec.accounts:
             self.shard.add_account(account_id, spec.params.profiles[profile], cash)

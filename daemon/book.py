@@ -126,19 +126,24 @@ def build_model(config: RiskdConfig, market: MarketSnapshot, source: str = "") -
         if uid not in market.underlyings:
             raise ConfigError(source, f"market.underlyings.{uid}", "required: the config trades this underlying"
                               " but the market snapshot has no quote for it")
-    history_returns = None
-    if config.history is not None:
-        history = read_history(resolve_data_path(config.history))
-        missing = [u for u in table.underlying_ids if u not in history.underlyings]
-        if missing:
-            raise ConfigError(config.history, "", f"price history has no column for underlyings {missing}")
-        cols = [history.underlyings.index(u) for u in table.underlying_ids]
-        var = config.margin.var
-        history_returns = np.asarray(returns(history.prices[:, cols], var.horizon_days, var.window))
+    history_returns = load_history_returns(config, table)
     try:
         return RiskModel(table, market, config.margin, history_returns)
     except (ReferenceDataError, RiskModelError) as exc:
         raise ConfigError(source, "market", str(exc)) from None
+
+
+def load_history_returns(config: RiskdConfig, table: InstrumentTable) -> np.ndarray | None:
+    """(window, U) relative returns over the VaR horizon from the configured history, or None."""
+    if config.history is None:
+        return None
+    history = read_history(resolve_data_path(config.history))
+    missing = [u for u in table.underlying_ids if u not in history.underlyings]
+    if missing:
+        raise ConfigError(config.history, "", f"price history has no column for underlyings {missing}")
+    cols = [history.underlyings.index(u) for u in table.underlying_ids]
+    var = config.margin.var
+    return np.asarray(returns(history.prices[:, cols], var.horizon_days, var.window))
 
 
 def open_account(model: RiskModel, spec: BookAccount, config: RiskdConfig) -> Account:

@@ -45,6 +45,29 @@ class FixConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only
     execution: SessionSettings | None = None
 
 
+class DaemonSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """Processes of ``riskd run``.
+
+    ``shards``: position actors (accounts split by a stable hash of their id).
+    ``run_dir``: folder of the ipc:// endpoints and the ingest state ("" = a
+    private folder under the system temp dir). ``max_restarts``: Ray restarts of
+    a failed actor. ``position_cpus`` / ``ingest_cpus``: CPU ids each actor
+    process is pinned to (empty = not pinned); ``position_cpus`` is one list per
+    shard or empty.
+    """
+
+    shards: Annotated[int, Meta(ge=1, le=256)] = 2
+    run_dir: str = ""
+    max_restarts: Annotated[int, Meta(ge=0, le=100)] = 3
+    position_cpus: tuple[tuple[int, ...], ...] = ()
+    ingest_cpus: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.position_cpus and len(self.position_cpus) != self.shards:
+            raise ValueError(f"position_cpus: expected one CPU list per shard ({self.shards}),"
+                             f" found {len(self.position_cpus)}")
+
+
 class RiskdConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """The whole daemon configuration.
 
@@ -54,6 +77,7 @@ class RiskdConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
 
     margin: MarginParams
     fix: FixConfig = FixConfig()
+    daemon: DaemonSettings = DaemonSettings()
     underlyings: tuple[UnderlyingSpec, ...] = ()
     instruments: tuple[InstrumentSpec, ...] = ()
     accounts: tuple[AccountSpec, ...] = ()

@@ -1,0 +1,89 @@
+"""``riskd run``: start Ray and the actors, wire their ZeroMQ endpoints, stop them cleanly.
+
+This first version starts the position shards and the drop-copy ingest; the
+pricing, market-data and liquidation actors, `riskd status` and the live demo
+follow (see the daemon issue's note).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from actors.bus import default_run_dir, ipc_endpoint
+from actors.position_shard import shard_of
+from actors.ray_ingest import IngestSpec, ingest_actor_class
+from actors.ray_position import ShardSpec, position_actor_class
+from daemon.book import load_history_returns
+from daemon.config import ConfigError, RiskdConfig
+from risk.instruments import InstrumentTable, MarketSnapshot
+
+log = logging.getLogger("riskd.daemon")
+
+
+class Daemon:
+    """The running actors of one riskd instance (handles to Ray actors)."""
+
+    def __init__(self, config: RiskdConfig, market: MarketSnapshot, *, address: str | None = None) -> None:
+        import ray
+
+        if config.fix.drop_copy is None:
+            raise ConfigError("config", "fix.drop_copy", "required: the drop-copy session riskd consumes")
+        if not ray.is_initialized():
+            ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        settings = config.daemon
+        run_dir = Path(settings.run_dir) if settings.run_dir else default_run_dir()
+        run_dir.mkdir(parents=True, exist_ok=True)
+        self.risk_endpoint = ipc_endpoint("account-risk", run_dir)
+        position = position_actor_class(settings.max_restarts)
+        history = load_history_returns(config, InstrumentTable(config.underlyings, config.instruments))
+        self.shard_endpoints = tuple(ipc_endpoint(f"events-{i}", run_dir) for i in range(settings.shards))
+        self.positions = []
+        for shard in range(settings.shards):
+            accounts = tuple((a.id, a.profile, a.cash) for a in config.accounts
+                             if shard_of(a.id, settings.shards) == shard)
+            spec = ShardSpec(shard=shard, n_shards=settings.shards, params=config.margin,
+                             underlyings=config.underlyings, instruments=config.instruments, market=market,
+                             accounts=accounts, events_endpoint=self.shard_endpoints[shard],
+                             risk_endpoint=self.risk_endpoint,
+                             cpus=settings.position_cpus[shard] if settings.position_cpus else (),
+                             history_returns=history)
+            self.positions.append(position.remote(spec))
+        ray.get([p.health.remote() for p in self.positions])  # shards bound before ingest connects
+        ingest = ingest_actor_class(settings.max_restarts)
+        self.ingest = ingest.remote(IngestSpec(session=config.fix.drop_copy, shard_endpoints=self.shard_endpoints,
+                                               state_dir=str(run_dir / "ingest"), cpus=settings.ingest_cpus))
+        ray.get(self.ingest.health.remote())
+        log.info("riskd running: %d shards, AccountRisk on %s", settings.shards, self.risk_endpoint)
+
+    def health(self) -> dict[str, Any]:
+        import ray
+
+        return {"ingest": ray.get(self.ingest.health.remote()),
+                "shards": ray.get([p.health.remote() for p in self.positions])}
+
+    def positions_by_account(self) -> dict[str, dict[str, float]]:
+        """Signed contracts per instrument per account, from every shard."""
+        import ray
+
+        out: dict[str, dict[str, float]] = {}
+        for part in ray.get([p.positions.remote() for p in self.positions]):
+            out.update(part)
+        return out
+
+    def stop(self) -> None:
+        """Stop intake first (FIX Logout), then the shards."""
+        import ray
+
+        try:
+            ray.get(self.ingest.stop.remote(), timeout=10)
+        except Exception:
+            log.exception("ingest did not stop cleanly")
+        for actor in self.positions:
+            try:
+                ray.get(actor.stop.remote(), timeout=10)
+            except Exception:
+                log.exception("a position shard did not stop cleanly")
+        for actor in [self.ingest, *self.positions]:
+            ray.kill(actor, no_restart=True)

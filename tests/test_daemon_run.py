@@ -1,0 +1,55 @@
+"""`riskd run`'s core under a real local Ray: simulated OMS -> ingest actor -> shard actors.
+
+Positions in the shard actors must equal the OMS's own record exactly.
+"""
+
+from __future__ import annotations
+
+import time
+
+import msgspec
+import pytest
+
+ray = pytest.importorskip("ray")
+
+from daemon.book import load_book  # noqa: E402
+from daemon.config import resolve_data_path  # noqa: E402
+from daemon.run import Daemon  # noqa: E402
+from tests.fix_sim import ReportStream, SimulatedOms, wait_for  # noqa: E402
+
+
+def test_drop_copy_through_ray_actors_equals_the_oms_record(tmp_path) -> None:
+    book, config = load_book(str(resolve_data_path("builtin:demo_book.toml")))
+    accounts = tuple(a.id for a in config.accounts)
+    oms = SimulatedOms(seed=11)
+    oms.stream = ReportStream(11, accounts=accounts, symbols=("ESZ6", "NQZ6"))
+    drop_copy = msgspec.structs.replace(config.fix.drop_copy, socket_connect_port=oms.port,
+                                        file_store_path=str(tmp_path / "fix"), reconnect_interval=0.2)
+    config = msgspec.structs.replace(
+        config, fix=msgspec.structs.replace(config.fix, drop_copy=drop_copy),
+        daemon=msgspec.structs.replace(config.daemon, run_dir=str(tmp_path / "run"), shards=2))
+    daemon = None
+    try:
+        daemon = Daemon(config, book.market)
+        wait_for(lambda: oms.logged_on, 30, message="drop-copy logon")
+        time.sleep(0.2)
+        oms.send_reports(600)
+        expected = len(oms.stream.fills) + 600
+        wait_for(lambda: sum(daemon.health()["ingest"]["sent_per_shard"]) >= expected, 60,
+                 message=lambda: f"routed {daemon.health()['ingest']['sent_per_shard']} of {expected}")
+        truth = {k: v for k, v in oms.stream.positions.items() if abs(v) > 1e-9}
+
+        def positions() -> dict:
+            return {(acct, sym): qty for acct, held in daemon.positions_by_account().items()
+                    for sym, qty in held.items()}
+
+        wait_for(lambda: positions() == truth, 30, message=lambda: f"{positions()} != {truth}")
+        health = daemon.health()
+        assert all(s["handler_errors"] == 0 and s["held"] == 0 for s in health["shards"]), \
+            [s["last_error"] for s in health["shards"]]
+        assert sum(s["received"] for s in health["shards"]) == expected
+    finally:
+        if daemon is not None:
+            daemon.stop()
+        oms.stop()
+        ray.shutdown()
