@@ -1,6 +1,7 @@
 """The ``riskd`` command line.
 
     riskd demo                 run the margin core on the built-in sample book
+    riskd run -c CONFIG        the daemon: drop copy -> position shards (Ray actors)
     riskd price FILE.csv       option values and Greeks for a CSV of options
     riskd margin BOOK.toml     offline margin calculator (IM, MM, scan, VaR, stress)
     riskd config check FILE    decode and check a config file
@@ -70,6 +71,16 @@ def _cmd_bench_fix(args: argparse.Namespace) -> int:
     return run_bench_fix(sys.stdout, quick=args.quick)
 
 
+def _cmd_run(args: argparse.Namespace) -> int:
+    from daemon.book import load_book
+    from daemon.config import load_config
+    from daemon.run import run_until_signalled
+
+    config = load_config(args.config)
+    book, _ = load_book(args.market)
+    return run_until_signalled(config, book.market, address=args.address)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="riskd", description="Real-time margin and pre-trade risk daemon.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -77,6 +88,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="run riskd on its embedded default and print the margin report")
     demo.add_argument("--json", action="store_true", help="print JSON instead of tables")
     demo.set_defaults(func=_cmd_demo)
+
+    run = sub.add_parser("run", help="run the daemon (Ray actors) until SIGTERM/SIGINT")
+    run.add_argument("-c", "--config", required=True, help="riskd config TOML (or builtin:default.toml)")
+    run.add_argument("--market", default="builtin:demo_book.toml",
+                     help="book whose market snapshot prices the positions (until market data is wired)")
+    run.add_argument("--address", default=None, help="join this Ray cluster instead of starting one")
+    run.set_defaults(func=_cmd_run)
 
     price = sub.add_parser("price", help="option values and Greeks for a CSV file")
     price.add_argument("file", help="CSV with columns type,spot,strike,rate,dividend,time,vol[,model]")

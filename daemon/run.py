@@ -87,3 +87,56 @@ class Daemon:
                 log.exception("a position shard did not stop cleanly")
         for actor in [self.ingest, *self.positions]:
             ray.kill(actor, no_restart=True)
+
+
+def run_until_signalled(config: RiskdConfig, market: MarketSnapshot, *, address: str | None = None,
+                        out=None) -> int:
+    """`riskd run`: start the daemon, serve until SIGTERM or SIGINT, then stop cleanly (exit 0).
+
+    Shutdown order: stop intake (the drop-copy session logs out), stop the shards,
+    shut Ray down. AccountRisk tier changes are logged as they arrive.
+    """
+    import signal
+    import sys
+    import threading
+
+    import ray
+    import zmq
+
+    from actors.bus import Bus, ReceiveLoop
+    from actors.messages import AccountRisk, HeldEvent, decode
+
+    out = out or sys.stdout
+    stop = threading.Event()
+    daemon = Daemon(config, market, address=address)
+    # After ray.init: Ray installs its own SIGTERM handler, which would kill us mid-drain.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    bus = Bus(zmq.Context())
+    tiers: dict[str, str] = {}
+
+    def on_risk(frame: bytes) -> None:
+        message = decode(frame)
+        if isinstance(message, AccountRisk) and tiers.get(message.account) != message.tier:
+            tiers[message.account] = message.tier
+            log.info("tier change", extra={"account": message.account, "tier": message.tier,
+                                           "margin_ratio": message.margin_ratio})
+            print(f"{message.account}: tier {message.tier} (MM/equity {message.margin_ratio:.1%})", file=out,
+                  flush=True)
+        elif isinstance(message, HeldEvent):
+            print(f"held {message.account}/{message.symbol} seq {message.seq}: {message.reason}", file=out,
+                  flush=True)
+
+    listener = ReceiveLoop({bus.socket(zmq.SUB, daemon.risk_endpoint, bind=True): on_risk}, name="risk-log",
+                           context=bus.context).start()
+    print(f"riskd running: {len(daemon.positions)} shards; SIGTERM or Ctrl-C stops", file=out, flush=True)
+    try:
+        stop.wait()
+    finally:
+        print("riskd stopping: intake first", file=out, flush=True)
+        daemon.stop()
+        listener.stop()
+        bus.close()
+        ray.shutdown()
+    print("riskd stopped", file=out, flush=True)
+    return 0
