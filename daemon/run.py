@@ -36,6 +36,14 @@ class Daemon:
         run_dir = Path(settings.run_dir) if settings.run_dir else default_run_dir()
         run_dir.mkdir(parents=True, exist_ok=True)
         self.risk_endpoint = ipc_endpoint("account-risk", run_dir)
+        # The daemon binds the AccountRisk subscription before any shard exists, so
+        # no early AccountRisk is published into a socket nobody listens on yet.
+        import zmq
+
+        from actors.bus import Bus
+
+        self.bus = Bus(zmq.Context())
+        self.risk_socket = self.bus.socket(zmq.SUB, self.risk_endpoint, bind=True)
         position = position_actor_class(settings.max_restarts)
         history = load_history_returns(config, InstrumentTable(config.underlyings, config.instruments))
         self.shard_endpoints = tuple(ipc_endpoint(f"events-{i}", run_dir) for i in range(settings.shards))
@@ -87,6 +95,7 @@ class Daemon:
                 log.exception("a position shard did not stop cleanly")
         for actor in [self.ingest, *self.positions]:
             ray.kill(actor, no_restart=True)
+        self.bus.close()
 
 
 def run_until_signalled(config: RiskdConfig, market: MarketSnapshot, *, address: str | None = None,
@@ -101,9 +110,8 @@ def run_until_signalled(config: RiskdConfig, market: MarketSnapshot, *, address:
     import threading
 
     import ray
-    import zmq
 
-    from actors.bus import Bus, ReceiveLoop
+    from actors.bus import ReceiveLoop
     from actors.messages import AccountRisk, HeldEvent, decode
 
     out = out or sys.stdout
@@ -112,7 +120,6 @@ def run_until_signalled(config: RiskdConfig, market: MarketSnapshot, *, address:
     # After ray.init: Ray installs its own SIGTERM handler, which would kill us mid-drain.
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    bus = Bus(zmq.Context())
     tiers: dict[str, str] = {}
 
     def on_risk(frame: bytes) -> None:
@@ -127,16 +134,14 @@ def run_until_signalled(config: RiskdConfig, market: MarketSnapshot, *, address:
             print(f"held {message.account}/{message.symbol} seq {message.seq}: {message.reason}", file=out,
                   flush=True)
 
-    listener = ReceiveLoop({bus.socket(zmq.SUB, daemon.risk_endpoint, bind=True): on_risk}, name="risk-log",
-                           context=bus.context).start()
+    listener = ReceiveLoop({daemon.risk_socket: on_risk}, name="risk-log", context=daemon.bus.context).start()
     print(f"riskd running: {len(daemon.positions)} shards; SIGTERM or Ctrl-C stops", file=out, flush=True)
     try:
         stop.wait()
     finally:
         print("riskd stopping: intake first", file=out, flush=True)
-        daemon.stop()
         listener.stop()
-        bus.close()
+        daemon.stop()
         ray.shutdown()
     print("riskd stopped", file=out, flush=True)
     return 0
