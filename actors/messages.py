@@ -14,6 +14,8 @@ from typing import Union
 
 import msgspec
 
+from risk.instruments import MarketSnapshot
+
 
 class Stamps(msgspec.Struct, array_like=True):
     """Monotonic ns at each stage a fill passes: drop-copy bytes read, parsed into a
@@ -116,7 +118,23 @@ class HeldEvent(msgspec.Struct, tag="held", array_like=True):
     seq: int
 
 
-DataPlaneMessage = Union[FillMsg, OrderMsg, CollateralMsg, AccountRisk, HeldEvent]
+class MarketUpdate(msgspec.Struct, tag="market", array_like=True):
+    """A new market for the position shards to revalue on.
+
+    ``changed``: the underlyings that moved since the previous update (the shards
+    reprice only those); ``full``: reprice everything (time passed for all).
+    ``version``: increasing; a shard ignores an older one. ``stamps.read_ns``:
+    when the first tick of this update arrived (reprice stage start).
+    """
+
+    version: int
+    full: bool
+    changed: tuple[str, ...]
+    snapshot: MarketSnapshot
+    stamps: Stamps
+
+
+DataPlaneMessage = Union[FillMsg, OrderMsg, CollateralMsg, AccountRisk, HeldEvent, MarketUpdate]
 
 _ENCODER = msgspec.msgpack.Encoder()
 _DECODER = msgspec.msgpack.Decoder(DataPlaneMessage)

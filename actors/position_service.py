@@ -21,7 +21,9 @@ from typing import Callable, Protocol
 import zmq
 
 from actors.bus import Bus, ReceiveLoop
-from actors.messages import AccountRisk, CollateralMsg, FillMsg, HeldEvent, OrderMsg, decode, encode
+from actors.messages import (AccountRisk, CollateralMsg, FillMsg, HeldEvent, MarketUpdate, OrderMsg, decode,
+                             encode)
+from risk.errors import RiskModelError
 from actors.position_shard import PositionShard
 from risk.model import RiskModel
 from risk.params import MarginProfile
@@ -43,13 +45,22 @@ class PositionService:
 
     def __init__(self, shard: PositionShard, bus: Bus, events_endpoint: str, risk_endpoint: str, *,
                  bind_risk: bool = True, recorder: StageSink | None = None,
-                 clock_ns: Callable[[], int] = time.monotonic_ns) -> None:
+                 clock_ns: Callable[[], int] = time.monotonic_ns, market_endpoint: str | None = None,
+                 model_builder: Callable[[MarketUpdate, RiskModel], RiskModel] | None = None) -> None:
         self.shard = shard
         self._clock_ns = clock_ns
         self.recorder = recorder or _NoRecorder()
         self._pull = bus.socket(zmq.PULL, events_endpoint, bind=True)
         self._pub = bus.socket(zmq.PUB, risk_endpoint, bind=bind_risk)
-        self._loop = ReceiveLoop({self._pull: self._on_frame}, name=f"shard-{shard.shard}", context=bus.context)
+        handlers: dict[zmq.Socket, Callable[[bytes], None]] = {self._pull: self._on_frame}
+        self._build_model = model_builder
+        self.market_version = 0
+        self.market_errors = 0
+        if market_endpoint is not None:
+            if model_builder is None:
+                raise ValueError("a market endpoint needs a model builder")
+            handlers[bus.socket(zmq.SUB, market_endpoint, bind=False)] = self._on_market
+        self._loop = ReceiveLoop(handlers, name=f"shard-{shard.shard}", context=bus.context)
         self.received = 0
         self.malformed = 0
         self.held_reported = 0
@@ -118,6 +129,24 @@ class PositionService:
             record("route", stamps.routed_ns, stamps.received_ns)
             record("position_update", stamps.received_ns, stamps.applied_ns)
         self._emit(result)
+
+    def _on_market(self, frame: bytes) -> None:
+        message = decode(frame)
+        if not isinstance(message, MarketUpdate) or message.version <= self.market_version:
+            return  # an older or repeated update: the shard already has something newer
+        try:
+            model = self._build_model(message, self.shard.model)  # type: ignore[misc]
+        except RiskModelError as exc:
+            # The market cannot be priced (a NaN, an expired instrument): keep the last
+            # good model, count and log it; the status shows the error count.
+            self.market_errors += 1
+            log.error("shard %d: market update %d not applied: %s", self.shard.shard, message.version, exc)
+            return
+        self.market_version = message.version
+        if message.stamps.read_ns:
+            self.recorder.record("reprice", message.stamps.read_ns, self._clock_ns())
+        for risk in self.shard.on_model(model, message.version):
+            self._publish(risk)
 
     def _emit(self, result: AccountRisk | HeldEvent | None) -> None:
         if result is None:

@@ -71,7 +71,11 @@ class PricingEngine:
 
     def due(self) -> bool:
         """Is a revaluation needed (ticks pending, or the full interval elapsed)?"""
-        return bool(self.dirty) or self._clock() - self._last_full >= self.full_interval_s
+        return bool(self.dirty) or self.full_due()
+
+    def full_due(self) -> bool:
+        """Is a full revaluation due (none yet, or the full interval elapsed)?"""
+        return self.model is None or self._clock() - self._last_full >= self.full_interval_s
 
     def reprice(self, as_of: dt.datetime) -> RiskModel | None:
         """Revalue what changed (or everything when the full interval elapsed); None if nothing to do."""

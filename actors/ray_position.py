@@ -48,6 +48,8 @@ class ShardSpec(msgspec.Struct, frozen=True, kw_only=True):
     cpus: tuple[int, ...] = ()
     #: (window, U) VaR-horizon returns of the underlyings (numpy), for VaR profiles.
     history_returns: Any = None
+    #: Where MarketUpdates are published (None: price on ``market`` only).
+    market_endpoint: str | None = None
 
 
 class PositionActorImpl:
@@ -64,9 +66,19 @@ class PositionActorImpl:
             self.shard.add_account(account_id, spec.params.profiles[profile], cash)
         self.recorder = StageRecorder()
         self.bus = Bus()
+        self.table = table
         self.service = PositionService(self.shard, self.bus, spec.events_endpoint, spec.risk_endpoint,
-                                       bind_risk=False, recorder=self.recorder).start()
+                                       bind_risk=False, recorder=self.recorder,
+                                       market_endpoint=spec.market_endpoint, model_builder=self._build_model).start()
         log.info("position shard %d of %d up with %d accounts", spec.shard, spec.n_shards, len(spec.accounts))
+
+    def _build_model(self, update: Any, previous: RiskModel) -> RiskModel:
+        """The risk model of a MarketUpdate: only the changed underlyings repriced, unless full."""
+        if update.full:
+            return RiskModel(self.table, update.snapshot, self.spec.params, self.spec.history_returns)
+        changed = {self.table.underlying_index[u] for u in update.changed if u in self.table.underlying_index}
+        return RiskModel(self.table, update.snapshot, self.spec.params, self.spec.history_returns,
+                         previous=previous, changed=changed)
 
     def health(self) -> dict[str, Any]:
         """Counters for `riskd status` (a Ray call: never on a hot path)."""
@@ -74,6 +86,7 @@ class PositionActorImpl:
                 "received": self.service.received, "malformed": self.service.malformed,
                 "handler_errors": self.service.handler_errors, "last_error": self.service.last_error,
                 "held": len(self.shard.held), "duplicates": self.shard.duplicates,
+                "market_version": self.service.market_version, "market_errors": self.service.market_errors,
                 "affinity": sorted(os.sched_getaffinity(0))}
 
     def positions(self) -> dict[str, dict[str, float]]:
