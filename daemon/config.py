@@ -11,7 +11,7 @@ from __future__ import annotations
 import tomllib
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 from msgspec import Meta
@@ -53,7 +53,10 @@ class DaemonSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw
     private folder under the system temp dir). ``max_restarts``: Ray restarts of
     a failed actor. ``position_cpus`` / ``ingest_cpus``: CPU ids each actor
     process is pinned to (empty = not pinned); ``position_cpus`` is one list per
-    shard or empty.
+    shard or empty. ``market``: ``static`` (the snapshot given at start),
+    ``simulate`` (GBM with jumps, for the demo) or ``zmq`` (encoded ticks published
+    to ``ticks_endpoint``); ``publish_interval_s``: tick coalescing window;
+    ``full_interval_s``: full revaluation interval.
     """
 
     shards: Annotated[int, Meta(ge=1, le=256)] = 2
@@ -61,8 +64,14 @@ class DaemonSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw
     max_restarts: Annotated[int, Meta(ge=0, le=100)] = 3
     position_cpus: tuple[tuple[int, ...], ...] = ()
     ingest_cpus: tuple[int, ...] = ()
+    market: Literal["static", "simulate", "zmq"] = "static"
+    ticks_endpoint: str = ""
+    publish_interval_s: Annotated[float, Meta(gt=0.0, le=60.0)] = 0.05
+    full_interval_s: Annotated[float, Meta(gt=0.0, le=3600.0)] = 1.0
 
     def __post_init__(self) -> None:
+        if self.market == "zmq" and not self.ticks_endpoint:
+            raise ValueError("ticks_endpoint: required when market = \"zmq\"")
         if self.position_cpus and len(self.position_cpus) != self.shards:
             raise ValueError(f"position_cpus: expected one CPU list per shard ({self.shards}),"
                              f" found {len(self.position_cpus)}")

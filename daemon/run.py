@@ -13,13 +13,30 @@ from typing import Any
 
 from actors.bus import default_run_dir, ipc_endpoint
 from actors.position_shard import shard_of
+from actors.market_data import GbmUnderlying
 from actors.ray_ingest import IngestSpec, ingest_actor_class
+from actors.ray_market import MarketSpec, market_actor_class
 from actors.ray_position import ShardSpec, position_actor_class
 from daemon.book import load_history_returns
 from daemon.config import ConfigError, RiskdConfig
 from risk.instruments import InstrumentTable, MarketSnapshot
 
 log = logging.getLogger("riskd.daemon")
+
+
+def simulated_underlyings(table: InstrumentTable, market: MarketSnapshot) -> tuple[GbmUnderlying, ...]:
+    """GBM-with-jumps parameters for the demo: start at the snapshot, a few jumps a year,
+    a surface over the options' expiries."""
+    out = []
+    for u, uid in enumerate(table.underlying_ids):
+        quote = market.underlyings[uid]
+        expiries = sorted({table.expiry[r] for r in table.rows_of_underlying(u)
+                           if table.is_option[r] and table.expiry[r] is not None})
+        out.append(GbmUnderlying(id=uid, spot=quote.price, vol=quote.vol, rate=quote.rate,
+                                 dividend_yield=quote.dividend_yield, jump_intensity=25.0, jump_mean=-0.02,
+                                 jump_std=0.015, expiries=tuple(expiries),
+                                 expiry_time_utc=table.underlying_specs[u].expiry_time_utc))
+    return tuple(out)
 
 
 class Daemon:
@@ -45,7 +62,19 @@ class Daemon:
         self.bus = Bus(zmq.Context())
         self.risk_socket = self.bus.socket(zmq.SUB, self.risk_endpoint, bind=True)
         position = position_actor_class(settings.max_restarts)
-        history = load_history_returns(config, InstrumentTable(config.underlyings, config.instruments))
+        table = InstrumentTable(config.underlyings, config.instruments)
+        history = load_history_returns(config, table)
+        self.market_actor = None
+        updates_endpoint = None
+        if settings.market != "static":
+            updates_endpoint = ipc_endpoint("market-updates", run_dir)
+            spec = MarketSpec(params=config.margin, underlyings=config.underlyings, instruments=config.instruments,
+                              initial=market, updates_endpoint=updates_endpoint,
+                              ticks_endpoint=settings.ticks_endpoint if settings.market == "zmq" else None,
+                              simulate=simulated_underlyings(table, market) if settings.market == "simulate" else (),
+                              publish_interval_s=settings.publish_interval_s,
+                              full_interval_s=settings.full_interval_s)
+            self.market_actor = market_actor_class(settings.max_restarts).remote(spec)
         self.shard_endpoints = tuple(ipc_endpoint(f"events-{i}", run_dir) for i in range(settings.shards))
         self.positions = []
         for shard in range(settings.shards):
@@ -56,7 +85,7 @@ class Daemon:
                              accounts=accounts, events_endpoint=self.shard_endpoints[shard],
                              risk_endpoint=self.risk_endpoint,
                              cpus=settings.position_cpus[shard] if settings.position_cpus else (),
-                             history_returns=history)
+                             history_returns=history, market_endpoint=updates_endpoint)
             self.positions.append(position.remote(spec))
         ray.get([p.health.remote() for p in self.positions])  # shards bound before ingest connects
         ingest = ingest_actor_class(settings.max_restarts)
@@ -69,7 +98,8 @@ class Daemon:
         import ray
 
         return {"ingest": ray.get(self.ingest.health.remote()),
-                "shards": ray.get([p.health.remote() for p in self.positions])}
+                "shards": ray.get([p.health.remote() for p in self.positions]),
+                "market": ray.get(self.market_actor.health.remote()) if self.market_actor is not None else None}
 
     def positions_by_account(self) -> dict[str, dict[str, float]]:
         """Signed contracts per instrument per account, from every shard."""
@@ -88,12 +118,13 @@ class Daemon:
             ray.get(self.ingest.stop.remote(), timeout=10)
         except Exception:
             log.exception("ingest did not stop cleanly")
-        for actor in self.positions:
+        extra = [self.market_actor] if self.market_actor is not None else []
+        for actor in [*extra, *self.positions]:
             try:
                 ray.get(actor.stop.remote(), timeout=10)
             except Exception:
-                log.exception("a position shard did not stop cleanly")
-        for actor in [self.ingest, *self.positions]:
+                log.exception("an actor did not stop cleanly")
+        for actor in [self.ingest, *self.positions, *extra]:
             ray.kill(actor, no_restart=True)
         self.bus.close()
 

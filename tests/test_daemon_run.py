@@ -53,3 +53,29 @@ def test_drop_copy_through_ray_actors_equals_the_oms_record(tmp_path) -> None:
             daemon.stop()
         oms.stop()
         ray.shutdown()
+
+
+def test_simulated_market_reprices_the_shards(tmp_path) -> None:
+    book, config = load_book(str(resolve_data_path("builtin:demo_book.toml")))
+    oms = SimulatedOms(seed=12)
+    oms.stream = ReportStream(12, accounts=tuple(a.id for a in config.accounts), symbols=("ESZ6", "NQZ6"))
+    drop_copy = msgspec.structs.replace(config.fix.drop_copy, socket_connect_port=oms.port,
+                                        file_store_path=str(tmp_path / "fix"), reconnect_interval=0.2)
+    config = msgspec.structs.replace(
+        config, fix=msgspec.structs.replace(config.fix, drop_copy=drop_copy),
+        daemon=msgspec.structs.replace(config.daemon, run_dir=str(tmp_path / "run"), market="simulate",
+                                       full_interval_s=0.5))
+    daemon = None
+    try:
+        daemon = Daemon(config, book.market)
+        wait_for(lambda: all(s["market_version"] >= 5 for s in daemon.health()["shards"]), 60,
+                 message=lambda: f"market versions {[s['market_version'] for s in daemon.health()['shards']]}")
+        health = daemon.health()
+        assert health["market"]["ticks"] > 0 and health["market"]["malformed"] == 0
+        assert health["market"]["full_revaluations"] >= 1 and not health["market"]["errors"]
+        assert all(s["market_errors"] == 0 for s in health["shards"])
+    finally:
+        if daemon is not None:
+            daemon.stop()
+        oms.stop()
+        ray.shutdown()
