@@ -1,6 +1,6 @@
 """The ``riskd`` command line.
 
-    riskd demo                 run the margin core on the built-in sample book
+    riskd demo                 the whole daemon with a simulated OMS and market (live table)
     riskd run -c CONFIG        the daemon: drop copy -> position shards (Ray actors)
     riskd price FILE.csv       option values and Greeks for a CSV of options
     riskd margin BOOK.toml     offline margin calculator (IM, MM, scan, VaR, stress)
@@ -21,10 +21,14 @@ from daemon.config_errors import ConfigError
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from daemon.book import default_book_path
+    if args.margin_only:
+        from daemon.book import default_book_path
 
-    args.book = str(default_book_path())
-    return _cmd_margin(args)
+        args.book = str(default_book_path())
+        return _cmd_margin(args)
+    from daemon.demo import run_demo
+
+    return run_demo(args.duration, tty=not args.no_tty and sys.stdout.isatty(), out=sys.stdout)
 
 
 def _cmd_margin(args: argparse.Namespace) -> int:
@@ -85,8 +89,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="riskd", description="Real-time margin and pre-trade risk daemon.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    demo = sub.add_parser("demo", help="run riskd on its embedded default and print the margin report")
-    demo.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    demo = sub.add_parser("demo", help="run the whole daemon on its embedded default (simulated OMS and market)")
+    demo.add_argument("--duration", type=float, default=20.0, help="seconds to run (default 20)")
+    demo.add_argument("--no-tty", action="store_true", help="no live table: print a final summary and exit 0")
+    demo.add_argument("--margin-only", action="store_true",
+                      help="only the margin report of the built-in sample book (no daemon)")
+    demo.add_argument("--json", action="store_true", help="with --margin-only: print JSON")
     demo.set_defaults(func=_cmd_demo)
 
     run = sub.add_parser("run", help="run the daemon (Ray actors) until SIGTERM/SIGINT")

@@ -324,7 +324,7 @@ def test_stress_pnl_recomputed_independently(report: dict[str, Any], book: dict[
 # --------------------------------------------------------------------------- riskd demo and bad books
 
 def test_demo_prints_every_account(capsys: pytest.CaptureFixture[str], book: dict[str, Any]) -> None:
-    assert main(["demo"]) == 0
+    assert main(["demo", "--margin-only"]) == 0
     out, err = capsys.readouterr()
     assert err == ""
     assert "riskd margin report" in out
