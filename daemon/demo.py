@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from actors.bus import ReceiveLoop
 from actors.latency import StageRecorder
 from actors.messages import AccountRisk, decode
 from daemon.book import build_model, load_book
@@ -69,6 +70,7 @@ def run_demo(duration_s: float, tty: bool, out: TextIO) -> int:
         daemon=msgspec.structs.replace(config.daemon, run_dir=f"{state.name}/run", market="simulate"))
     console = Console(file=out, width=120)
     daemon = None
+    listener = None
     latest: dict[str, AccountRisk] = {}
     recorder = StageRecorder(cumulative=True)
     lock = threading.Lock()
@@ -79,18 +81,15 @@ def run_demo(duration_s: float, tty: bool, out: TextIO) -> int:
             console.print("riskd: the drop-copy session did not log on within 30 s")
             return 1
 
-        def collect() -> None:
-            while True:
-                try:
-                    frame = daemon.risk_socket.recv()
-                except Exception:
-                    return
-                message = decode(frame)
-                if isinstance(message, AccountRisk):
-                    with lock:
-                        latest[message.account] = message
+        def collect(frame: bytes) -> None:
+            message = decode(frame)
+            if isinstance(message, AccountRisk):
+                with lock:
+                    latest[message.account] = message
 
-        threading.Thread(target=collect, name="demo-risk", daemon=True).start()
+        # A polling loop that is stopped before the socket closes: a thread blocked in
+        # recv() on a socket closed under it aborts libzmq.
+        listener = ReceiveLoop({daemon.risk_socket: collect}, name="demo-risk", context=daemon.bus.context).start()
         start = time.monotonic()
 
         def refresh() -> Table:
@@ -116,6 +115,8 @@ def run_demo(duration_s: float, tty: bool, out: TextIO) -> int:
                       " per unit")
         return 0
     finally:
+        if listener is not None:
+            listener.stop()
         oms.stop()
         if daemon is not None:
             daemon.stop()
