@@ -1,8 +1,9 @@
 """``riskd run``: start Ray and the actors, wire their ZeroMQ endpoints, stop them cleanly.
 
-This first version starts the position shards and the drop-copy ingest; the
-pricing, market-data and liquidation actors, `riskd status` and the live demo
-follow (see the daemon issue's note).
+Actors: the drop-copy ingest, the market/pricing actor (unless the market is
+static) and the position shards; the daemon process itself subscribes to
+AccountRisk. The liquidation actor, `riskd status` and `/metrics` come next
+(see the daemon issue's note).
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from actors.bus import default_run_dir, ipc_endpoint
+import zmq
+
+from actors.bus import Bus, default_run_dir, ipc_endpoint
 from actors.position_shard import shard_of
 from actors.market_data import GbmUnderlying
 from actors.ray_ingest import IngestSpec, ingest_actor_class
@@ -55,10 +58,6 @@ class Daemon:
         self.risk_endpoint = ipc_endpoint("account-risk", run_dir)
         # The daemon binds the AccountRisk subscription before any shard exists, so
         # no early AccountRisk is published into a socket nobody listens on yet.
-        import zmq
-
-        from actors.bus import Bus
-
         self.bus = Bus(zmq.Context())
         self.risk_socket = self.bus.socket(zmq.SUB, self.risk_endpoint, bind=True)
         position = position_actor_class(settings.max_restarts)
