@@ -11,6 +11,11 @@ number too low without PossDupFlag ends the session with a Logout; a ResendReque
 is answered with the stored application messages (PossDupFlag=Y) and GapFills
 for admin messages. Times: ``HeartBtInt`` and timeouts in seconds, measured on
 the monotonic clock; SendingTime checks use the wall clock.
+
+Split by job: this module is the inbound state machine (`Session`); outbound
+messages are built by `fix.session_replies.SessionReplies`, which `Session`
+inherits, and the constants and pure helpers live in `fix.session_constants`.
+Every name stays importable from here.
 """
 
 from __future__ import annotations
@@ -20,61 +25,27 @@ import time
 from typing import Callable
 
 from fix.application import Application, BusinessReject, RejectLogon, UnsupportedMessageType
-from fix.outbound import FieldValue, SendingTimeClock, build, parse_utc_timestamp
+from fix.outbound import SendingTimeClock, parse_utc_timestamp
 from fix.parser import FixMessage, parse
+# Re-exported: other modules and the tests import these names from fix.session.
+from fix.session_constants import (ADMIN_TYPES, BUSINESS_REJECT_TEXT, HEADER_TAGS, HEARTBEAT, LOGON, LOGOUT,
+                                   REJECT, REJECT_TEXT, RESEND_REQUEST, RESEND_STALL_MIN_S, SEQUENCE_RESET,
+                                   TEST_REQUEST, TIMEOUT_HEARTBEATS, Disconnect, _int, _message_tags)
+from fix.session_replies import SessionReplies
 from fix.settings import SessionSettings
 from fix.store import MessageStore
-from fix.validation import FixValidationError, GarbledMessage, reverse_route_fields, validate
+from fix.validation import FixValidationError, GarbledMessage, validate
+
+__all__ = [
+    "LOGON", "HEARTBEAT", "TEST_REQUEST", "RESEND_REQUEST", "REJECT", "SEQUENCE_RESET", "LOGOUT",
+    "ADMIN_TYPES", "HEADER_TAGS", "REJECT_TEXT", "BUSINESS_REJECT_TEXT", "TIMEOUT_HEARTBEATS",
+    "RESEND_STALL_MIN_S", "Disconnect", "Session",
+]
 
 log = logging.getLogger("riskd.fix")
 
-LOGON, HEARTBEAT, TEST_REQUEST, RESEND_REQUEST, REJECT, SEQUENCE_RESET, LOGOUT = (
-    b"A", b"0", b"1", b"2", b"3", b"4", b"5")
-ADMIN_TYPES = frozenset({LOGON, HEARTBEAT, TEST_REQUEST, RESEND_REQUEST, REJECT, SEQUENCE_RESET, LOGOUT})
-#: Standard header tags (FIX 4.4): kept when a stored message is resent.
-HEADER_TAGS = frozenset({8, 9, 35, 49, 56, 115, 128, 90, 91, 34, 50, 142, 57, 143, 116, 144, 129, 145, 43, 97,
-                         52, 122, 212, 213, 347, 369, 627, 628, 629, 630})
-REJECT_TEXT = {
-    0: "Invalid tag number", 1: "Required tag missing", 2: "Tag not defined for this message type",
-    3: "Undefined Tag", 4: "Tag specified without a value", 5: "Value is incorrect (out of range) for this tag",
-    6: "Incorrect data format for value", 7: "Decryption problem", 8: "Signature problem", 9: "CompID problem",
-    10: "SendingTime accuracy problem", 11: "Invalid MsgType", 13: "Tag appears more than once",
-    14: "Tag specified out of required order", 16: "Incorrect NumInGroup count for repeating group",
-}
-BUSINESS_REJECT_TEXT = {0: "Other", 1: "Unknown ID", 2: "Unknown Security", 3: "Unsupported Message Type",
-                        4: "Application not available", 5: "Conditionally Required Field Missing",
-                        6: "Not authorized", 7: "DeliverTo firm not available at this time"}
-#: QuickFIX drops a silent counterparty after 2.4 heartbeat intervals.
-TIMEOUT_HEARTBEATS = 2.4
-#: A resend making no progress for max(2 x HeartBtInt, this many seconds) is requested again.
-RESEND_STALL_MIN_S = 10.0
 
-
-def _int(message: FixMessage, tag: int) -> int | None:
-    """An integer field, None when absent or malformed (validation reports malformed ones)."""
-    try:
-        return message.get_int(tag)
-    except ValueError:
-        return None
-
-
-def _message_tags(items: tuple) -> set[int]:
-    """Every tag a dictionary message definition allows, groups included."""
-    tags: set[int] = set()
-    for item in items:
-        if hasattr(item, "counter"):
-            tags.add(item.counter)
-            tags |= _message_tags(item.items)
-        else:
-            tags.add(item.tag)
-    return tags
-
-
-class Disconnect(Exception):
-    """Internal: the session must drop the connection (the reason is logged)."""
-
-
-class Session:
+class Session(SessionReplies):
     """One FIX session (SenderCompID, TargetCompID) and its state on the current connection."""
 
     def __init__(self, settings: SessionSettings, store: MessageStore, application: Application, *,
@@ -480,28 +451,7 @@ class Session:
         if end == 0 or end >= next_sender:
             end = next_sender - 1
         log.info("FIX received ResendRequest %d-%d", begin, end)
-        if not self.settings.persist_messages:
-            self._gap_fill(begin, min(end + 1, next_sender))
-        else:
-            gap_start: int | None = None
-            last = 0
-            current = begin
-            for seq, raw in self.store.sent_range(begin, end):
-                stored = parse(raw)
-                if stored.msg_type in ADMIN_TYPES:
-                    if gap_start is None:
-                        gap_start = seq
-                else:
-                    if gap_start is not None:
-                        self._gap_fill(gap_start, seq)
-                        gap_start = None
-                    self._resend(stored)
-                last = seq
-                current = seq + 1
-            if gap_start is not None:
-                self._gap_fill(gap_start, last + 1)
-            if end > last:
-                self._gap_fill(current, min(end + 1, next_sender))
+        self._answer_resend_request(begin, end, next_sender)
         seq = _int(message, 34)
         if seq == self.store.next_target_seq:
             self._incr_target()
@@ -516,96 +466,7 @@ class Session:
         self._callback(self.application.from_admin, message, self)
         return True
 
-    # ----- outbound --------------------------------------------------------
-    def send(self, msg_type: bytes, body: list[tuple[int, FieldValue]],
-             header: list[tuple[int, FieldValue]] | None = None) -> int:
-        """Send an application message; returns its MsgSeqNum.
-
-        It is stored before it is written, so a message sent while disconnected
-        is delivered by the counterparty's ResendRequest after the next logon.
-        """
-        return self._send(msg_type, body, header or [])
-
-    def _send(self, msg_type: bytes, body: list[tuple[int, FieldValue]],
-              header: list[tuple[int, FieldValue]] | tuple = (), seq: int | None = None) -> int:
-        persist = seq is None
-        if seq is None:
-            seq = self.store.next_sender_seq
-        fields = [(34, seq), (49, self.sender), (52, self._sending_time.now()), (56, self.target), *header]
-        raw = build(msg_type, fields, body)
-        if persist:
-            if self.settings.persist_messages:
-                self.store.save_sent(seq, raw)
-            self.store.set_next_sender_seq(seq + 1)
-        if self._write is not None and (self.logged_on or msg_type in ADMIN_TYPES):
-            self._write(raw)
-            self.last_sent = self._monotonic()
-        return seq
-
-    def _send_logon(self, reply_reset: bool = False) -> None:
-        body: list[tuple[int, FieldValue]] = [(98, 0), (108, self.heart_bt_int)]
-        if self.initiator and not self.sent_logon and self.settings.reset_on_logon:
-            self.store.reset()
-            self.sent_reset = True
-        if self.sent_reset or reply_reset:
-            body.append((141, b"Y"))
-        if self.initiator and self.settings.username:
-            body.append((553, self.settings.username))
-        if self.initiator and self.settings.password:
-            body.append((554, self.settings.password))
-        self.sent_logon = True
-        self._send(LOGON, body)
-
-    def _send_logout(self, text: str | None = None) -> None:
-        self.sent_logout_at = self._monotonic()
-        self._send(LOGOUT, [(58, text)] if text else [])
-
-    def _gap_fill(self, begin: int, new_seq: int) -> None:
-        now = self._sending_time.now()
-        self._send(SEQUENCE_RESET, [(36, new_seq), (123, b"Y")], [(43, b"Y"), (122, now)], seq=begin)
-
-    def _resend(self, stored: FixMessage) -> None:
-        header: list[tuple[int, FieldValue]] = [(43, b"Y"), (122, stored.get(52) or b"")]
-        body: list[tuple[int, FieldValue]] = []
-        for tag, value in stored.fields:
-            if tag in (8, 9, 10, 35, 34, 49, 52, 56, 43, 122):
-                continue
-            (header if tag in HEADER_TAGS else body).append((tag, value))
-        log.info("FIX resending message %s", stored.get_str(34))
-        self._send(stored.msg_type or b"", body, header, seq=_int(stored, 34))
-
-    def _reject(self, message: FixMessage, reason: int, tag: str | None = None, text: str | None = None) -> None:
-        msg_type = message.msg_type
-        seq_text = message.get(34)
-        body: list[tuple[int, FieldValue]] = []
-        if seq_text:
-            body.append((45, seq_text))
-        body.append((58, text or REJECT_TEXT.get(reason, "Rejected")))
-        if tag is not None or reason == 0:
-            body.append((371, tag if tag is not None else "0"))
-        if msg_type:
-            body.append((372, msg_type))
-        body.append((373, reason))
-        if msg_type not in (LOGON, SEQUENCE_RESET) and _int(message, 34) == self.store.next_target_seq:
-            self._incr_target()
-            self._clear_resend_range_at(self.store.next_target_seq - 1)
-        if not self.received_logon:
-            raise Disconnect(f"message rejected before logon: {REJECT_TEXT.get(reason)}")
-        log.warning("FIX message %s rejected: %s (tag %s): %r", seq_text, REJECT_TEXT.get(reason), tag,
-                    message.raw[:300])
-        self._send(REJECT, body, reverse_route_fields(message))
-
-    def _business_reject(self, message: FixMessage, reason: int, text: str | None = None,
-                         ref_tag: int | None = None) -> None:
-        body: list[tuple[int, FieldValue]] = [(45, message.get(34) or b"0"),
-                                              (58, text or BUSINESS_REJECT_TEXT.get(reason, "Rejected"))]
-        if ref_tag is not None:
-            body.append((371, ref_tag))
-        body += [(372, message.msg_type or b""), (380, reason)]
-        self._incr_target()
-        log.warning("FIX business message rejected (%s): %r", body[1][1], message.raw[:300])
-        self._send(b"j", body, reverse_route_fields(message))
-
+    # ----- sequence bookkeeping (outbound messages: fix.session_replies) ----
     def _incr_target(self) -> None:
         self.store.set_next_target_seq(self.store.next_target_seq + 1)
         self._last_progress = self._monotonic()
