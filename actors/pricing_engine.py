@@ -69,10 +69,6 @@ class PricingEngine:
             return str(exc)
         return None
 
-    def due(self) -> bool:
-        """Is a revaluation needed (ticks pending, or the full interval elapsed)?"""
-        return bool(self.dirty) or self.full_due()
-
     def full_due(self) -> bool:
         """Is a full revaluation due (none yet, or the full interval elapsed)?"""
         return self.model is None or self._clock() - self._last_full >= self.full_interval_s

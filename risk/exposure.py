@@ -51,13 +51,6 @@ class Exposure:
         #: reset to exact zeros, so rounding from many fills never outlives a position.
         self._open_rows: list[set[int]] = [set() for _ in range(model.n_underlyings)]
 
-    def copy(self) -> "Exposure":
-        new = Exposure.__new__(Exposure)
-        for name in self.__slots__[:-1]:
-            setattr(new, name, getattr(self, name).copy())
-        new._open_rows = [set(s) for s in self._open_rows]
-        return new
-
     def add(self, model: RiskModel, row: int, quantity: float) -> None:
         """Add ``quantity`` contracts (signed) of table ``row``: O(S_u + D)."""
         u = model.block_of[row]

@@ -9,7 +9,6 @@ quantity-weighted sums of these rows.
 
 from __future__ import annotations
 
-from typing import Sequence
 
 import numpy as np
 
@@ -137,16 +136,3 @@ class RiskModel:
     @property
     def n_history(self) -> int:
         return 0 if self.historical_rows is None else self.historical_rows.shape[1]
-
-    def scenario_label(self, underlying_row: int, scenario: int) -> str:
-        return self.blocks[underlying_row].scenarios.labels[scenario]
-
-    def rows_for(self, instrument_ids: Sequence[str]) -> list[int]:
-        """Table rows of instrument ids; KeyError names the first unknown id."""
-        out = []
-        for iid in instrument_ids:
-            row = self.table.index.get(iid)
-            if row is None:
-                raise KeyError(f"unknown instrument {iid!r}")
-            out.append(row)
-        return out

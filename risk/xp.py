@@ -38,9 +38,3 @@ def special_module(xp: ModuleType) -> ModuleType:
 
     return cupyx.scipy.special
 
-
-def to_numpy(value: Any) -> np.ndarray:
-    """Copy an array of either module to a host NumPy array (no copy if already NumPy)."""
-    if _is_cupy(value):
-        return value.get()
-    return np.asarray(value)
