@@ -9,14 +9,13 @@ quantity-weighted sums of these rows.
 
 from __future__ import annotations
 
-
 import numpy as np
 
+from risk.covariance import EwmaCovariance, repair_psd
 from risk.errors import RiskModelError
 from risk.instruments import InstrumentTable, MarketSnapshot, PricingInputs, pricing_inputs
 from risk.params import MarginParams
 from risk.valuation import UnderlyingRiskArrays, Valuation, shocked_pnl, underlying_risk_arrays, value_instruments
-from risk.covariance import EwmaCovariance, repair_psd
 
 
 class RiskModel:
