@@ -254,10 +254,15 @@ def test_one_writer_one_reader_lose_nothing() -> None:
     recorder = StageRecorder()
     n = 200_000
     done = threading.Event()
+    reader_went = threading.Event()
 
     def writer() -> None:
         for i in range(n):
             recorder.record(FIX_PARSE, 0, 1000 + (i % 5000))
+            if i % 20_000 == 19_999:
+                # Make sure the reader runs mid-stream, whatever the scheduler does.
+                reader_went.clear()
+                reader_went.wait(5.0)
         done.set()
 
     thread = threading.Thread(target=writer)
@@ -267,6 +272,7 @@ def test_one_writer_one_reader_lose_nothing() -> None:
         recorder.snapshot()
         recorder.encode()
         snapshots += 1
+        reader_went.set()
     thread.join()
     assert recorder.snapshot()[FIX_PARSE].count == n
     assert snapshots > 1
