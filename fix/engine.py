@@ -113,6 +113,8 @@ class FixEngine:
         self._thread: threading.Thread | None = None
         self._stopping = False
         self.bound_ports: dict[tuple[str, str], int] = {}
+        #: Reconnect delays the initiators waited, in order (seconds), for status and tests.
+        self.reconnect_delays: dict[tuple[str, str], list[float]] = {}
 
     def add(self, session: Session) -> None:
         """Register a session before start(): acceptors share a listening socket per host:port."""
@@ -235,6 +237,7 @@ class FixEngine:
                 log.info("FIX connect to %s:%s failed: %s", s.socket_connect_host, s.socket_connect_port, exc)
             if self._stopping:
                 return
+            self.reconnect_delays.setdefault(s.session_key, []).append(backoff)
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2.0, s.max_reconnect_interval)
 
