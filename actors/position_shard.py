@@ -52,8 +52,6 @@ class PositionShard:
         self.applied_fills: set[tuple[str, str, str]] = set()
         self.duplicates = 0
         self.last_seq: dict[str, int] = {}
-        #: order_id -> account id, for the orders holding a reservation.
-        self.order_accounts: dict[str, str] = {}
 
     # ----- reference data --------------------------------------------------
     def add_account(self, account_id: str, profile: MarginProfile, cash: float) -> None:
@@ -108,14 +106,12 @@ class PositionShard:
         # Keyed by OrderID, which a replace keeps: the new leaves replace the old reservation.
         if message.status in TERMINAL or message.leaves_qty <= 0.0:
             account.release(message.order_id)
-            self.order_accounts.pop(message.order_id, None)
         elif message.status not in ("pending_cancel", "pending_replace"):
             try:
                 account.reserve(message.order_id, row, message.side * message.leaves_qty, message.price)
             except RiskModelError as exc:
                 # No margin figure for it: the AccountRisk below says so (worst tier).
                 log.error("order %s of %s cannot be margined: %s", message.order_id, message.account, exc)
-            self.order_accounts[message.order_id] = message.account
         self.last_seq[message.account] = max(self.last_seq.get(message.account, 0), message.seq)
         return self.risk(message.account, message.stamps)
 

@@ -20,11 +20,13 @@ Every name stays importable from here.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from typing import Callable
 
 from fix.application import Application, BusinessReject, RejectLogon, UnsupportedMessageType
+from fix.dictionary import MESSAGES
 from fix.outbound import SendingTimeClock, parse_utc_timestamp
 from fix.parser import FixMessage, parse
 # Re-exported: other modules and the tests import these names from fix.session.
@@ -43,6 +45,15 @@ __all__ = [
 ]
 
 log = logging.getLogger("riskd.fix")
+
+
+@functools.lru_cache(maxsize=None)
+def _allowed_tags(msg_type: bytes) -> frozenset[int] | None:
+    """Every tag a message type may carry (header and trailer included), None if undefined."""
+    definition = MESSAGES.get(msg_type.decode())
+    if definition is None:
+        return None
+    return frozenset(_message_tags(definition.items) | HEADER_TAGS | {10, 93, 89})
 
 
 class Session(SessionReplies):
@@ -245,24 +256,20 @@ class Session(SessionReplies):
     def _validation_error(self, message: FixMessage) -> FixValidationError | bool | None:
         """None if valid (possibly after dropping tolerated fields), the error to reject
         with, or False for a garbled message (already logged)."""
-        try:
-            validate(message)
-            return None
-        except GarbledMessage as exc:
-            self.on_garbled(message.raw, str(exc))
-            return False
-        except FixValidationError as exc:
-            tolerated = self._tolerated_fields(message, exc)
-            if tolerated is None:
-                return exc
-        try:
-            validate(tolerated)
-            return None
-        except GarbledMessage as exc:
-            self.on_garbled(message.raw, str(exc))
-            return False
-        except FixValidationError as again:
-            return again
+        candidate: FixMessage | None = message
+        while candidate is not None:
+            try:
+                validate(candidate)
+                return None
+            except GarbledMessage as exc:
+                self.on_garbled(message.raw, str(exc))
+                return False
+            except FixValidationError as exc:
+                if candidate is not message:
+                    return exc
+                error = exc
+                candidate = self._tolerated_fields(message, exc)
+        return error
 
     def _tolerated_fields(self, message: FixMessage, exc: FixValidationError) -> FixMessage | None:
         """The message without the fields the settings allow an application message to carry
@@ -272,12 +279,9 @@ class Session(SessionReplies):
             return None
         if s.validate_user_defined_fields and not s.allow_unknown_msg_fields:
             return None
-        from fix.dictionary import MESSAGES
-
-        definition = MESSAGES.get((message.msg_type or b"").decode())
-        if definition is None:
+        allowed = _allowed_tags(message.msg_type or b"")
+        if allowed is None:
             return None
-        allowed = _message_tags(definition.items) | HEADER_TAGS | {10, 93, 89}
         kept = [(t, v) for t, v in message.fields
                 if t in allowed or not ((t >= 5000 and not s.validate_user_defined_fields)
                                         or (t < 5000 and s.allow_unknown_msg_fields))]
