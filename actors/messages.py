@@ -134,7 +134,19 @@ class MarketUpdate(msgspec.Struct, tag="market", array_like=True):
     stamps: Stamps
 
 
-DataPlaneMessage = Union[FillMsg, OrderMsg, CollateralMsg, AccountRisk, HeldEvent, MarketUpdate]
+class ReplayDone(msgspec.Struct, tag="replay_done", array_like=True):
+    """End of a replay of the drop-copy events already routed to one shard.
+
+    ``count``: events replayed; ``last_seq``: the drop-copy MsgSeqNum of the last
+    one (0 if none): live events up to it were in the replay.
+    """
+
+    shard: int
+    count: int
+    last_seq: int
+
+
+DataPlaneMessage = Union[FillMsg, OrderMsg, CollateralMsg, AccountRisk, HeldEvent, MarketUpdate, ReplayDone]
 
 _ENCODER = msgspec.msgpack.Encoder()
 _DECODER = msgspec.msgpack.Decoder(DataPlaneMessage)

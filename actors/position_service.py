@@ -21,8 +21,8 @@ from typing import Callable, Protocol
 import zmq
 
 from actors.bus import Bus, ReceiveLoop
-from actors.messages import (AccountRisk, CollateralMsg, FillMsg, HeldEvent, MarketUpdate, OrderMsg, decode,
-                             encode)
+from actors.messages import (AccountRisk, CollateralMsg, FillMsg, HeldEvent, MarketUpdate, OrderMsg, ReplayDone,
+                             Stamps, decode, encode)
 from risk.errors import RiskModelError
 from actors.position_shard import PositionShard
 from risk.model import RiskModel
@@ -43,15 +43,26 @@ class _NoRecorder:
 class PositionService:
     """Sockets and thread around one shard; see the module docstring."""
 
-    def __init__(self, shard: PositionShard, bus: Bus, events_endpoint: str, risk_endpoint: str, *,
+    def __init__(self, shard: PositionShard, bus: Bus, events_endpoint: str, risk_endpoint: str | tuple[str, ...], *,
                  bind_risk: bool = True, recorder: StageSink | None = None,
                  clock_ns: Callable[[], int] = time.monotonic_ns, market_endpoint: str | None = None,
-                 model_builder: Callable[[MarketUpdate, RiskModel], RiskModel] | None = None) -> None:
+                 model_builder: Callable[[MarketUpdate, RiskModel], RiskModel] | None = None,
+                 replay_endpoint: str | None = None, recovering: bool = False) -> None:
+        """``replay_endpoint``: where the ingest sends this shard's past events after a
+        restart; ``recovering``: hold live events until that replay has been applied
+        (then apply the held ones that were not in it)."""
         self.shard = shard
         self._clock_ns = clock_ns
         self.recorder = recorder or _NoRecorder()
         self._pull = bus.socket(zmq.PULL, events_endpoint, bind=True)
-        self._pub = bus.socket(zmq.PUB, risk_endpoint, bind=bind_risk)
+        # Subscribers (the daemon, the liquidation actor) bind and the shards connect:
+        # one PUB connected to every subscriber fans out with no proxy hop.
+        endpoints = (risk_endpoint,) if isinstance(risk_endpoint, str) else tuple(risk_endpoint)
+        if bind_risk and len(endpoints) != 1:
+            raise ValueError("a bound AccountRisk PUB socket takes exactly one endpoint")
+        self._pub = bus.socket(zmq.PUB, endpoints[0], bind=bind_risk)
+        for extra in endpoints[1:]:
+            self._pub.connect(extra)
         handlers: dict[zmq.Socket, Callable[[bytes], None]] = {self._pull: self._on_frame}
         self._build_model = model_builder
         self.market_version = 0
@@ -60,6 +71,15 @@ class PositionService:
             if model_builder is None:
                 raise ValueError("a market endpoint needs a model builder")
             handlers[bus.socket(zmq.SUB, market_endpoint, bind=False)] = self._on_market
+        if replay_endpoint is not None:
+            handlers[bus.socket(zmq.PULL, replay_endpoint, bind=True, hwm=0)] = self._on_replay_frame
+        elif recovering:
+            raise ValueError("recovering needs a replay endpoint")
+        self.recovering = recovering
+        self._held_live: list[bytes] = []
+        self.replayed = 0
+        #: Highest drop-copy seq among the events received (drain checks compare it with the ingest's).
+        self.max_seq = 0
         self._loop = ReceiveLoop(handlers, name=f"shard-{shard.shard}", context=bus.context)
         self.received = 0
         self.malformed = 0
@@ -100,35 +120,67 @@ class PositionService:
 
     # ----- the shard's thread ------------------------------------------------
     def _on_frame(self, frame: bytes) -> None:
-        received = self._clock_ns()
+        if self.recovering:
+            self._held_live.append(frame)  # applied after the replay, in order
+            return
+        self._apply(frame, self._clock_ns(), live=True)
+
+    def _on_replay_frame(self, frame: bytes) -> None:
+        message = self._apply(frame, self._clock_ns(), live=False)
+        if not isinstance(message, ReplayDone):
+            return
+        held, self._held_live = self._held_live, []
+        self.recovering = False
+        log.info("shard %d: replay of %d events applied (to seq %d); %d live events held", self.shard.shard,
+                 message.count, message.last_seq, len(held))
+        for frame in held:
+            self._apply(frame, self._clock_ns(), live=True, after_seq=message.last_seq)
+        for account_id in self.shard.accounts:  # one AccountRisk per account, not one per replayed event
+            self._publish(self.shard.risk(account_id, Stamps(), explain=True))
+
+    def _apply(self, frame: bytes, received: int, *, live: bool, after_seq: int = 0) -> object:
+        """Decode and apply one frame; returns the message (None if malformed).
+
+        ``live``: record its latency stages (a replayed event's stamps are old).
+        ``after_seq``: skip fills and order events at or below this drop-copy seq
+        (they were in the replay).
+        """
         try:
             message = decode(frame)
         except ValueError:
             self.malformed += 1
             log.warning("shard %d: malformed data-plane frame dropped: %r", self.shard.shard, frame[:200])
-            return
+            return None
         self.received += 1
-        if isinstance(message, FillMsg):
+        if not live:
+            self.replayed += 1
+        if isinstance(message, (FillMsg, OrderMsg)):
+            if message.seq > self.max_seq:
+                self.max_seq = message.seq
+            if message.seq <= after_seq:
+                return message
             stamps = message.stamps
             stamps.received_ns = received
-            result = self.shard.on_fill(message)
-        elif isinstance(message, OrderMsg):
-            stamps = message.stamps
-            stamps.received_ns = received
-            result = self.shard.on_order(message)
+            result = self.shard.on_fill(message) if isinstance(message, FillMsg) else self.shard.on_order(message)
         elif isinstance(message, CollateralMsg):
-            self._emit(self.shard.on_collateral(message))
-            return
+            risk = self.shard.on_collateral(message)
+            if live:
+                self._emit(risk)
+            return message
+        elif isinstance(message, ReplayDone):
+            return message
         else:
             log.warning("shard %d: unexpected %s ignored", self.shard.shard, type(message).__name__)
-            return
-        if isinstance(result, AccountRisk):
+            return message
+        if live and isinstance(result, AccountRisk):
             stamps.applied_ns = self._clock_ns()
             record = self.recorder.record
             record("fix_parse", stamps.read_ns, stamps.parsed_ns)
             record("route", stamps.routed_ns, stamps.received_ns)
             record("position_update", stamps.received_ns, stamps.applied_ns)
-        self._emit(result)
+        if live or not isinstance(result, AccountRisk):
+            self._emit(result)
+        return message
 
     def _on_market(self, frame: bytes) -> None:
         message = decode(frame)

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 import zlib
+from typing import Callable
 
 from actors.messages import AccountRisk, CollateralMsg, FillMsg, HeldEvent, OrderMsg, Stamps
 from risk.account import Account
@@ -40,7 +42,10 @@ def shard_of(account_id: str, n_shards: int) -> int:
 class PositionShard:
     """Accounts of one shard and their margin on the latest risk model."""
 
-    def __init__(self, shard: int, n_shards: int, model: RiskModel) -> None:
+    def __init__(self, shard: int, n_shards: int, model: RiskModel, *, explain_interval_s: float = 0.25,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        """``explain_interval_s``: how often (seconds, per account) a fill refreshes the
+        top risk driver, which needs the full per-position report; a tier change always does."""
         self.shard = shard
         self.n_shards = n_shards
         self.model = model
@@ -52,6 +57,10 @@ class PositionShard:
         self.applied_fills: set[tuple[str, str, str]] = set()
         self.duplicates = 0
         self.last_seq: dict[str, int] = {}
+        self.explain_interval_s = explain_interval_s
+        self._clock = clock
+        #: account -> (monotonic s of the last full report, its top driver instrument)
+        self._explained: dict[str, tuple[float, str]] = {}
 
     # ----- reference data --------------------------------------------------
     def add_account(self, account_id: str, profile: MarginProfile, cash: float) -> None:
@@ -131,21 +140,32 @@ class PositionShard:
         return HeldEvent(reason, message.exec_id, message.account, message.symbol, message.seq)
 
     # ----- margin ----------------------------------------------------------
-    def risk(self, account_id: str, stamps: Stamps) -> AccountRisk:
-        """The account's AccountRisk now (tier updated with hysteresis)."""
+    def risk(self, account_id: str, stamps: Stamps, *, explain: bool = False) -> AccountRisk:
+        """The account's AccountRisk now (tier updated with hysteresis).
+
+        Every figure is exact and current. The top driver (the position losing most
+        in the binding scenario) needs the full per-position report, so it is
+        refreshed when ``explain`` is set, when the tier changes, or when the last
+        refresh is older than ``explain_interval_s``; in between it is carried over.
+        """
         account = self.accounts[account_id]
         try:
-            report = account.margin(top=1)
+            summary = account.summary()
         except RiskModelError as exc:
             # No trustworthy margin: publish the worst case, never "no risk".
             log.error("margin of %s cannot be computed: %s", account_id, exc)
             account.tier = next_tier(account.tier, math.nan, self.model.params.tiers)
             return AccountRisk(account_id, math.nan, math.nan, math.nan, math.nan, math.inf, account.tier.name.lower(),
                                "", str(exc), "", self.last_seq.get(account_id, 0), self.model_version, stamps)
-        account.tier = next_tier(account.tier, report.margin_ratio, self.model.params.tiers)
-        top = report.top_contributors[0].instrument if report.top_contributors else ""
-        return AccountRisk(account_id, float(report.equity), float(report.initial_margin),
-                           float(report.maintenance_margin), float(report.initial_margin_with_orders),
-                           float(report.margin_ratio), account.tier.name.lower(),
-                           report.binding_underlying, report.binding_scenario, top,
+        tier = next_tier(account.tier, summary.margin_ratio, self.model.params.tiers)
+        now = self._clock()
+        explained = self._explained.get(account_id)
+        if explain or tier != account.tier or explained is None or now - explained[0] >= self.explain_interval_s:
+            report = account.margin(top=1)
+            explained = (now, report.top_contributors[0].instrument if report.top_contributors else "")
+            self._explained[account_id] = explained
+        account.tier = tier
+        return AccountRisk(account_id, summary.equity, summary.initial_margin, summary.maintenance_margin,
+                           summary.initial_margin_with_orders, summary.margin_ratio, tier.name.lower(),
+                           summary.binding_underlying, summary.binding_scenario, explained[1],
                            self.last_seq.get(account_id, 0), self.model_version, stamps)

@@ -30,12 +30,15 @@ class IngestSpec(msgspec.Struct, frozen=True, kw_only=True):
     """What the ingest actor needs: the drop-copy session, shard endpoints, state folder.
 
     ``state_dir``: where the ExecID store lives (the session's FileStorePath holds
-    its sequence numbers). ``cpus``: CPU ids to pin to (empty: no pinning).
+    its sequence numbers). ``replay_endpoints``: per shard, where a restarted
+    position actor takes the replay of its events. ``cpus``: CPU ids to pin to
+    (empty: no pinning).
     """
 
     session: SessionSettings
     shard_endpoints: tuple[str, ...]
     state_dir: str
+    replay_endpoints: tuple[str, ...] = ()
     cpus: tuple[int, ...] = ()
 
 
@@ -56,14 +59,39 @@ class IngestActorImpl:
         self.session = Session(spec.session, store, self.application)
         self.engine = FixEngine()
         self.engine.add(self.session)
+        self.replays = 0
         self.engine.start_in_thread("drop-copy")
         log.info("drop-copy ingest up: %s -> %d shards", spec.session.session_key, len(spec.shard_endpoints))
+
+    def replay(self, shard: int) -> None:
+        """Send ``shard`` every event routed to it so far, then a ReplayDone (for a restarted
+        position actor). Runs on the FIX engine's thread, between two inbound messages."""
+        endpoint = self.spec.replay_endpoints[shard]
+
+        def send() -> None:
+            # A socket per replay, created and closed on the engine thread that uses it;
+            # LINGER lets the queued replay reach the shard after close.
+            socket = self.bus.context.socket(zmq.PUSH)
+            socket.setsockopt(zmq.SNDHWM, 0)
+            socket.setsockopt(zmq.LINGER, 30_000)
+            socket.connect(endpoint)
+            done = self.router.replay(shard, socket)
+            socket.close()
+            self.replays += 1
+            log.info("replayed %d events (up to seq %d) to shard %d", done.count, done.last_seq, shard)
+        self.engine.call(send)
+
+    def collateral(self, account: str, cash: float) -> None:
+        """Set an account's cash or collateral (currency): routed in order with the drop copy."""
+        self.engine.call(self.router.collateral, account, cash)
 
     def health(self) -> dict[str, Any]:
         """Session and routing counters for `riskd status`."""
         return {"pid": os.getpid(), "logged_on": self.session.logged_on, "logons": self.session.logons,
                 "next_target_seq": self.session.store.next_target_seq, "sent_per_shard": list(self.router.sent),
-                "duplicates": self.application.duplicates, "rejected": self.application.rejected}
+                "last_seq_per_shard": list(self.router.last_seq),
+                "duplicates": self.application.duplicates, "rejected": self.application.rejected,
+                "replays": self.replays}
 
     def stop(self) -> None:
         """Log out (FIX Logout handshake), then close the sockets and the ExecID store."""
@@ -72,8 +100,12 @@ class IngestActorImpl:
         self.bus.close()
 
 
-def ingest_actor_class(max_restarts: int = 3, num_cpus: float = 0.5) -> Any:
-    """The Ray actor class, with the restart policy and resources from config."""
+def ingest_actor_class(max_restarts: int = 3, num_cpus: float = 0.0) -> Any:
+    """The Ray actor class, with the restart policy from config.
+
+    ``num_cpus`` 0: CPU placement is by affinity from config (``*_cpus``), not by
+    Ray's CPU accounting, which would refuse to place more actors than cores.
+    """
     import ray
 
     return ray.remote(max_restarts=max_restarts, max_task_retries=1, num_cpus=num_cpus)(IngestActorImpl)

@@ -19,7 +19,7 @@ from typing import Any
 import msgspec
 
 from actors.bus import Bus
-from actors.latency import StageRecorder
+from actors.latency import LatencyBudgets, StageRecorder
 from actors.position_service import PositionService
 from actors.position_shard import PositionShard
 from risk.instruments import InstrumentTable, MarketSnapshot
@@ -33,7 +33,9 @@ class ShardSpec(msgspec.Struct, frozen=True, kw_only=True):
     """Everything a position actor needs to start (plain data: Ray pickles it).
 
     ``accounts``: (id, profile name, cash in currency) of this shard's accounts.
-    ``cpus``: CPU ids to pin the actor process to (empty: no pinning).
+    ``risk_endpoints``: the AccountRisk subscribers' bound endpoints (each gets every
+    message). ``cpus``: CPU ids to pin the actor process to (empty: no pinning).
+    ``explain_interval_s``: seconds between top-driver refreshes per account.
     """
 
     shard: int
@@ -44,12 +46,18 @@ class ShardSpec(msgspec.Struct, frozen=True, kw_only=True):
     market: MarketSnapshot
     accounts: tuple[tuple[str, str, float], ...]
     events_endpoint: str
-    risk_endpoint: str
+    risk_endpoints: tuple[str, ...]
     cpus: tuple[int, ...] = ()
     #: (window, U) VaR-horizon returns of the underlyings (numpy), for VaR profiles.
     history_returns: Any = None
     #: Where MarketUpdates are published (None: price on ``market`` only).
     market_endpoint: str | None = None
+    budgets: LatencyBudgets = LatencyBudgets()
+    explain_interval_s: float = 0.25
+    #: Where the ingest replays this shard's events after a restart, and the ingest
+    #: actor's Ray name to ask it (None: a restarted shard starts empty).
+    replay_endpoint: str | None = None
+    ingest_name: str | None = None
 
 
 class PositionActorImpl:
@@ -61,15 +69,26 @@ class PositionActorImpl:
         self.spec = spec
         table = InstrumentTable(spec.underlyings, spec.instruments)
         model = RiskModel(table, spec.market, spec.params, spec.history_returns)
-        self.shard = PositionShard(spec.shard, spec.n_shards, model)
+        self.shard = PositionShard(spec.shard, spec.n_shards, model, explain_interval_s=spec.explain_interval_s)
         for account_id, profile, cash in spec.accounts:
             self.shard.add_account(account_id, spec.params.profiles[profile], cash)
-        self.recorder = StageRecorder()
+        self.recorder = StageRecorder(spec.budgets)
         self.bus = Bus()
         self.table = table
-        self.service = PositionService(self.shard, self.bus, spec.events_endpoint, spec.risk_endpoint,
+        restarted = _restarted_by_ray()
+        recovering = restarted and spec.replay_endpoint is not None and spec.ingest_name is not None
+        self.service = PositionService(self.shard, self.bus, spec.events_endpoint, spec.risk_endpoints,
                                        bind_risk=False, recorder=self.recorder,
-                                       market_endpoint=spec.market_endpoint, model_builder=self._build_model).start()
+                                       market_endpoint=spec.market_endpoint, model_builder=self._build_model,
+                                       replay_endpoint=spec.replay_endpoint, recovering=recovering).start()
+        self.restarted = restarted
+        if recovering:
+            # Rebuild from the drop copy: the ingest sends every event it routed here so
+            # far, then a marker; live events wait behind it (PositionService).
+            import ray
+
+            ray.get_actor(spec.ingest_name).replay.remote(spec.shard)
+            log.warning("position shard %d restarted: replaying its drop-copy events", spec.shard)
         log.info("position shard %d of %d up with %d accounts", spec.shard, spec.n_shards, len(spec.accounts))
 
     def _build_model(self, update: Any, previous: RiskModel) -> RiskModel:
@@ -87,6 +106,8 @@ class PositionActorImpl:
                 "handler_errors": self.service.handler_errors, "last_error": self.service.last_error,
                 "held": len(self.shard.held), "duplicates": self.shard.duplicates,
                 "market_version": self.service.market_version, "market_errors": self.service.market_errors,
+                "restarted": self.restarted, "recovering": self.service.recovering,
+                "replayed": self.service.replayed, "max_seq": self.service.max_seq,
                 "affinity": sorted(os.sched_getaffinity(0))}
 
     def positions(self) -> dict[str, dict[str, float]]:
@@ -105,6 +126,26 @@ class PositionActorImpl:
         done.wait(5.0)
         return out
 
+    def state(self) -> dict[str, dict[str, Any]]:
+        """Every account's cash, positions (contracts, average price), tier and last
+        drop-copy seq: the shutdown snapshot and audit view."""
+        import threading
+
+        done = threading.Event()
+        out: dict[str, dict[str, Any]] = {}
+
+        def read(shard: PositionShard) -> None:
+            for account_id, account in shard.accounts.items():
+                out[account_id] = {"cash": account.cash, "tier": account.tier.name.lower(),
+                                   "last_seq": shard.last_seq.get(account_id, 0),
+                                   "positions": {s: [p.quantity, p.average_price] for s, p in account.iter_positions()}}
+            done.set()
+
+        self.service.call(read)
+        if not done.wait(10.0):
+            raise TimeoutError(f"shard {self.spec.shard} did not answer within 10 s")
+        return out
+
     def latency(self) -> bytes:
         """This shard's stage histograms since the last call (StageRecorder.encode)."""
         return self.recorder.encode()
@@ -114,8 +155,22 @@ class PositionActorImpl:
         self.bus.close()
 
 
-def position_actor_class(max_restarts: int = 3, num_cpus: float = 0.5) -> Any:
-    """The Ray actor class, with the restart policy and resources from config."""
+def _restarted_by_ray() -> bool:
+    """True inside a Ray actor that Ray has restarted after a failure."""
+    try:
+        import ray
+
+        return ray.is_initialized() and ray.get_runtime_context().was_current_actor_reconstructed
+    except Exception:  # not in a Ray actor
+        return False
+
+
+def position_actor_class(max_restarts: int = 3, num_cpus: float = 0.0) -> Any:
+    """The Ray actor class, with the restart policy from config.
+
+    ``num_cpus`` 0: CPU placement is by affinity from config (``*_cpus``), not by
+    Ray's CPU accounting, which would refuse to place more actors than cores.
+    """
     import ray
 
     return ray.remote(max_restarts=max_restarts, max_task_retries=1, num_cpus=num_cpus)(PositionActorImpl)

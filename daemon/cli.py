@@ -2,11 +2,13 @@
 
     riskd demo                 the whole daemon with a simulated OMS and market (live table)
     riskd run -c CONFIG        the daemon: drop copy -> position shards (Ray actors)
+    riskd status               a running daemon's latency per stage, accounts, alerts, health
     riskd price FILE.csv       option values and Greeks for a CSV of options
     riskd margin BOOK.toml     offline margin calculator (IM, MM, scan, VaR, stress)
     riskd config check FILE    decode and check a config file
     riskd bench pricing        pricing and margin throughput, as JSON
     riskd bench fix            FIX parse and session throughput, as JSON
+    riskd bench pipeline       fills through FIX into the running daemon: latency, rate, loss, memory
 
 Exit codes: 0 success, 1 some input rows were bad, 2 the input could not be used.
 """
@@ -75,6 +77,12 @@ def _cmd_bench_fix(args: argparse.Namespace) -> int:
     return run_bench_fix(sys.stdout, quick=args.quick)
 
 
+def _cmd_bench_pipeline(args: argparse.Namespace) -> int:
+    from daemon.bench_pipeline import options_from_args, run_bench_pipeline
+
+    return run_bench_pipeline(sys.stdout, options_from_args(args))
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from daemon.book import load_book
     from daemon.config import load_config
@@ -83,6 +91,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     book, _ = load_book(args.market)
     return run_until_signalled(config, book.market, address=args.address)
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from daemon.status_cmd import run_status
+
+    return run_status(args.url, args.config, args.json, sys.stdout, sys.stderr, timeout_s=args.timeout)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -103,6 +117,15 @@ def build_parser() -> argparse.ArgumentParser:
                      help="book whose market snapshot prices the positions (until market data is wired)")
     run.add_argument("--address", default=None, help="join this Ray cluster instead of starting one")
     run.set_defaults(func=_cmd_run)
+
+    status = sub.add_parser("status", help="a running daemon's latency per stage, accounts, alerts and health")
+    status.add_argument("--url", default=None, help="the daemon's HTTP base URL (default: from -c, else "
+                        "http://127.0.0.1:9464)")
+    status.add_argument("-c", "--config", default=None, help="riskd config: daemon.run_dir's http.url, "
+                        "else daemon.http_host/http_port")
+    status.add_argument("--json", action="store_true", help="print the daemon's /status JSON as received")
+    status.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for the daemon (default 5)")
+    status.set_defaults(func=_cmd_status)
 
     price = sub.add_parser("price", help="option values and Greeks for a CSV file")
     price.add_argument("file", help="CSV with columns type,spot,strike,rate,dividend,time,vol[,model]")
@@ -130,6 +153,20 @@ def build_parser() -> argparse.ArgumentParser:
     fix.add_argument("--json", action="store_true", help="print one JSON object (the default output too)")
     fix.add_argument("--quick", action="store_true", help="smaller sizes (smoke run)")
     fix.set_defaults(func=_cmd_bench_fix)
+    pipeline = bench_sub.add_parser("pipeline", help="fills through a real FIX session into the running daemon:"
+                                    " end-to-end latency, sustained rate, loss, memory")
+    pipeline.add_argument("--json", action="store_true", help="print one JSON object (the default output too)")
+    pipeline.add_argument("--quick", action="store_true", help="small sizes (smoke run)")
+    pipeline.add_argument("--accounts", type=int, default=None, help="accounts (default 1000)")
+    pipeline.add_argument("--positions", type=int, default=None, help="positions per account (default 50)")
+    pipeline.add_argument("--e2e-rate", type=float, default=None, help="fills/s of the latency phase (default 2000)")
+    pipeline.add_argument("--e2e-seconds", type=float, default=None, help="seconds of the latency phase (default 10)")
+    pipeline.add_argument("--hold-seconds", type=float, default=None, help="seconds each rate is held (default 30)")
+    pipeline.add_argument("--rates", default=None, help="comma list of fills/s for the sustained ladder (default"
+                          " 1000,2000,3000,5000,7500,10000,15000,20000,30000,40000; stops at the first not held)")
+    pipeline.add_argument("--var-every", type=int, default=None,
+                          help="every n-th account on the VaR profile (default 10; 0: none)")
+    pipeline.set_defaults(func=_cmd_bench_pipeline)
     return parser
 
 

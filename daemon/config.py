@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal, TypeVar
 import msgspec
 from msgspec import Meta
 
+from actors.latency_stages import LatencyBudgets
 from daemon.config_errors import ConfigError, explain
 from fix.settings import SessionSettings
 from risk.instruments import InstrumentTable, ReferenceDataError
@@ -64,14 +65,23 @@ class DaemonSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw
     max_restarts: Annotated[int, Meta(ge=0, le=100)] = 3
     position_cpus: tuple[tuple[int, ...], ...] = ()
     ingest_cpus: tuple[int, ...] = ()
-    market: Literal["static", "simulate", "zmq"] = "static"
+    market: Literal["static", "simulate", "zmq", "replay"] = "static"
     ticks_endpoint: str = ""
+    replay_path: str = ""
+    replay_speed: Annotated[float, Meta(ge=0.0, le=1e6)] = 1.0
+    market_cpus: tuple[int, ...] = ()
+    liquidation_cpus: tuple[int, ...] = ()
+    http_host: str = "127.0.0.1"
+    http_port: Annotated[int, Meta(ge=0, le=65535)] = 9464
+    latency: LatencyBudgets = LatencyBudgets()
     publish_interval_s: Annotated[float, Meta(gt=0.0, le=60.0)] = 0.05
     full_interval_s: Annotated[float, Meta(gt=0.0, le=3600.0)] = 1.0
 
     def __post_init__(self) -> None:
         if self.market == "zmq" and not self.ticks_endpoint:
             raise ValueError("ticks_endpoint: required when market = \"zmq\"")
+        if self.market == "replay" and not self.replay_path:
+            raise ValueError("replay_path: required when market = \"replay\"")
         if self.position_cpus and len(self.position_cpus) != self.shards:
             raise ValueError(f"position_cpus: expected one CPU list per shard ({self.shards}),"
                              f" found {len(self.position_cpus)}")
@@ -170,6 +180,10 @@ def load_config(path: str | Path) -> RiskdConfig:
     check_references(config, source)
     if config.history is not None and not config.history.startswith(BUILTIN_PREFIX):
         config = msgspec.structs.replace(config, history=str((folder / config.history).resolve()))
+    replay = config.daemon.replay_path
+    if replay and not replay.startswith(BUILTIN_PREFIX):
+        config = msgspec.structs.replace(config, daemon=msgspec.structs.replace(
+            config.daemon, replay_path=str((folder / replay).resolve())))
     return config
 
 

@@ -12,7 +12,6 @@ driver, and the per-stage latency against its budget. ``--duration`` seconds;
 from __future__ import annotations
 
 import tempfile
-import threading
 import time
 from typing import TextIO
 
@@ -21,17 +20,17 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from actors.bus import ReceiveLoop
-from actors.latency import StageRecorder
-from actors.messages import AccountRisk, decode
+from actors.latency import StageStats
+from actors.messages import AccountRisk
 from daemon.book import build_model, load_book
 from daemon.config import BUILTIN_PREFIX, resolve_data_path
 from daemon.sim_oms import SimulatedOms, wait_logged_on
 
 
-def _tables(latest: dict[str, AccountRisk], recorder: StageRecorder, fills: int, elapsed: float) -> Table:
+def _tables(latest: dict[str, AccountRisk], stages_now: dict[str, StageStats], fills: int, elapsed: float,
+            url: str) -> Table:
     grid = Table.grid()
-    accounts = Table(title=f"riskd demo: {fills} drop-copy reports in {elapsed:.0f} s")
+    accounts = Table(title=f"riskd demo: {fills} drop-copy reports in {elapsed:.0f} s (status: {url}/status)")
     for name in ("account", "equity", "IM", "MM", "MM/equity", "tier", "top driver"):
         accounts.add_column(name, justify="left" if name in ("account", "tier", "top driver") else "right")
     for account_id in sorted(latest):
@@ -42,7 +41,7 @@ def _tables(latest: dict[str, AccountRisk], recorder: StageRecorder, fills: int,
     stages = Table(title="latency per stage (us)")
     for name in ("stage", "count", "p50", "p99", "p99.9", "budget p99", "ok"):
         stages.add_column(name, justify="left" if name == "stage" else "right")
-    for stage, stats in recorder.snapshot().items():
+    for stage, stats in stages_now.items():
         if stats.count:
             stages.add_row(stage, str(stats.count), f"{stats.p50_us:.0f}", f"{stats.p99_us:.0f}",
                            f"{stats.p999_us:.0f}", f"{stats.budget_us:.0f}" if stats.budget_us else "-",
@@ -67,13 +66,10 @@ def run_demo(duration_s: float, tty: bool, out: TextIO) -> int:
                                         file_store_path=f"{state.name}/fix", reconnect_interval=0.2)
     config = msgspec.structs.replace(
         config, fix=msgspec.structs.replace(config.fix, drop_copy=drop_copy),
-        daemon=msgspec.structs.replace(config.daemon, run_dir=f"{state.name}/run", market="simulate"))
+        daemon=msgspec.structs.replace(config.daemon, run_dir=f"{state.name}/run", market="simulate",
+                                       http_port=0))
     console = Console(file=out, width=120)
     daemon = None
-    listener = None
-    latest: dict[str, AccountRisk] = {}
-    recorder = StageRecorder(cumulative=True)
-    lock = threading.Lock()
     try:
         console.print("starting riskd (Ray, FIX drop copy, simulated market)...")
         daemon = Daemon(config, book.market)
@@ -81,22 +77,14 @@ def run_demo(duration_s: float, tty: bool, out: TextIO) -> int:
             console.print("riskd: the drop-copy session did not log on within 30 s")
             return 1
 
-        def collect(frame: bytes) -> None:
-            message = decode(frame)
-            if isinstance(message, AccountRisk):
-                with lock:
-                    latest[message.account] = message
-
-        # A polling loop that is stopped before the socket closes: a thread blocked in
-        # recv() on a socket closed under it aborts libzmq.
-        listener = ReceiveLoop({daemon.risk_socket: collect}, name="demo-risk", context=daemon.bus.context).start()
         start = time.monotonic()
+        view = daemon.view
+        url = daemon.http.url if daemon.http is not None else "-"
 
         def refresh() -> Table:
-            for blob in ray.get([p.latency.remote() for p in daemon.positions]):
-                recorder.merge_encoded(blob)
-            with lock:
-                return _tables(dict(latest), recorder, oms.sent, time.monotonic() - start)
+            view.refresh()
+            latest = {r.account: r for r in view.accounts()}
+            return _tables(latest, dict(view.stage_snapshot()), oms.sent, time.monotonic() - start, url)
 
         if tty:
             with Live(refresh(), console=console, refresh_per_second=4) as live:
@@ -115,8 +103,6 @@ def run_demo(duration_s: float, tty: bool, out: TextIO) -> int:
                       " per unit")
         return 0
     finally:
-        if listener is not None:
-            listener.stop()
         oms.stop()
         if daemon is not None:
             daemon.stop()

@@ -17,28 +17,63 @@ scrape (latencies in microseconds, over the recorder's window)::
     riskd_stage_anomalies_total{stage}                               counter (values not recorded)
 
 A quantile of a stage with an empty window is NaN, as in a Prometheus summary.
+
+Account series (opt-in: :meth:`Metrics.add_account_source`), one per account, from
+the latest :class:`~actors.messages.AccountRisk` at each scrape (money in the
+account's currency)::
+
+    riskd_account_equity{account}                        gauge (cash + unrealized P&L)
+    riskd_account_initial_margin{account}                gauge (IM)
+    riskd_account_initial_margin_with_orders{account}    gauge (IM with open orders reserved)
+    riskd_account_maintenance_margin{account}            gauge (MM)
+    riskd_account_margin_ratio{account}                  gauge (MM / equity, fraction; +Inf when equity <= 0)
+    riskd_account_tier{account}                          gauge 0..4: normal, margin_call, reduce_only,
+                                                         partial_liquidation, full_liquidation (NaN: unknown)
+
+Alert and health series (opt-in: :meth:`Metrics.add_alert_source`,
+:meth:`Metrics.add_health_source`)::
+
+    riskd_budget_alerts_total{state="breached"|"cleared"}  counter (latency budget transitions seen)
+    riskd_health_value{actor, field}                        gauge (every numeric or boolean leaf of the
+                                                            daemon's health dict, booleans as 0/1; units
+                                                            are the actor's: mostly counts)
+
+In ``riskd_health_value`` a leaf at path ``shards -> 0 -> received`` has
+``actor="shards.0"`` and ``field="received"`` (the path up to the leaf, dotted).
 """
 
 from __future__ import annotations
 
 import logging
+import math
+import numbers
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from actors.latency import StageRecorder, StageStats
+from actors.latency import BudgetBreach, StageRecorder, StageStats
+from actors.messages import AccountRisk
+from risk.tiers import Tier
 
-__all__ = ["Metrics", "StageCollector", "SnapshotSource", "NAMESPACE", "QUANTILES"]
+__all__ = ["Metrics", "StageCollector", "AccountCollector", "AlertCollector", "HealthCollector",
+           "SnapshotSource", "NAMESPACE", "QUANTILES", "TIER_CODES"]
 
 log = logging.getLogger("riskd.metrics")
 
 NAMESPACE = "riskd"
 #: (label value, StageStats field) of each exported quantile.
 QUANTILES: tuple[tuple[str, str], ...] = (("0.5", "p50_us"), ("0.99", "p99_us"), ("0.999", "p999_us"))
+
+#: ``riskd_account_tier`` value of each tier name (the ladder order of risk.tiers.Tier).
+TIER_CODES: dict[str, int] = {tier.name.lower(): int(tier) for tier in Tier}
+#: At most this many ``riskd_health_value`` series per scrape: a runaway health dict
+#: (a list growing per fill, say) must not blow up the exposition.
+MAX_HEALTH_SERIES = 2000
 
 #: Something that yields per-stage stats: a recorder, or a function returning a snapshot.
 SnapshotSource = StageRecorder | Callable[[], Mapping[str, StageStats]]
@@ -118,6 +153,143 @@ class StageCollector(Collector):
         )
 
 
+class AccountCollector(Collector):
+    """Per-account margin gauges from ``source()`` (the latest AccountRisk of each
+    account), read at each scrape so the exposition never lags the daemon's view."""
+
+    def __init__(self, source: Callable[[], Sequence[AccountRisk]]) -> None:
+        self._source = source
+
+    def describe(self) -> Iterator[Metric]:
+        yield from self._families()
+
+    def collect(self) -> Iterator[Metric]:
+        families = self._families()
+        equity, im, im_orders, mm, ratio, tier = families
+        try:
+            accounts = list(self._source())
+        except Exception:
+            log.exception("account source failed", extra={"event": "metrics_source_error", "source": "accounts"})
+            accounts = []
+        for risk in accounts:
+            labels = [risk.account]
+            equity.add_metric(labels, risk.equity)
+            im.add_metric(labels, risk.initial_margin)
+            im_orders.add_metric(labels, risk.initial_margin_with_orders)
+            mm.add_metric(labels, risk.maintenance_margin)
+            ratio.add_metric(labels, risk.margin_ratio)
+            # NaN for a tier name we do not know: visible, and never mistaken for normal (0).
+            tier.add_metric(labels, float(TIER_CODES.get(risk.tier, math.nan)))
+        yield from families
+
+    @staticmethod
+    def _families() -> tuple[Metric, ...]:
+        p = NAMESPACE + "_account_"
+        labels = ["account"]
+        return (
+            GaugeMetricFamily(p + "equity", "Account equity: cash + unrealized P&L (currency).", labels=labels),
+            GaugeMetricFamily(p + "initial_margin", "Account initial margin (currency).", labels=labels),
+            GaugeMetricFamily(p + "initial_margin_with_orders",
+                              "Account initial margin with open orders reserved (currency).", labels=labels),
+            GaugeMetricFamily(p + "maintenance_margin", "Account maintenance margin (currency).", labels=labels),
+            GaugeMetricFamily(p + "margin_ratio", "Maintenance margin / equity (fraction; +Inf if equity <= 0).",
+                              labels=labels),
+            GaugeMetricFamily(p + "tier", "Account tier: 0 normal, 1 margin_call, 2 reduce_only, "
+                              "3 partial_liquidation, 4 full_liquidation.", labels=labels),
+        )
+
+
+class AlertCollector(Collector):
+    """``riskd_budget_alerts_total{state}``: budget alerts seen in ``source()``.
+
+    ``source()`` returns the recent alerts, most recent last, possibly bounded
+    (oldest dropped first). At each scrape the alerts after the last one already
+    counted are added, so the counter stays monotonic and exact as long as fewer
+    alerts than the source keeps arrive between two scrapes (alerts are state
+    transitions: rare).
+    """
+
+    def __init__(self, source: Callable[[], Sequence[BudgetBreach]]) -> None:
+        self._source = source
+        self._lock = threading.Lock()  # scrapes run on concurrent server threads
+        self._counts = {"breached": 0, "cleared": 0}
+        self._last: BudgetBreach | None = None
+
+    def describe(self) -> Iterator[Metric]:
+        yield self._family()
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            alerts = list(self._source())
+        except Exception:
+            log.exception("alert source failed", extra={"event": "metrics_source_error", "source": "alerts"})
+            alerts = None
+        with self._lock:
+            if alerts:
+                start = 0
+                if self._last is not None:
+                    # The newest alert counted so far; if it was dropped from the
+                    # source, everything older went with it and all present are new.
+                    for i in range(len(alerts) - 1, -1, -1):
+                        if alerts[i] == self._last:
+                            start = i + 1
+                            break
+                for alert in alerts[start:]:
+                    self._counts[alert.state] = self._counts.get(alert.state, 0) + 1
+                self._last = alerts[-1]
+            counts = dict(self._counts)
+        family = self._family()
+        for state, n in counts.items():
+            family.add_metric([state], n)
+        yield family
+
+    @staticmethod
+    def _family() -> Metric:
+        return CounterMetricFamily(NAMESPACE + "_budget_alerts", "Latency budget alerts (transitions) seen.",
+                                   labels=["state"])
+
+
+class HealthCollector(Collector):
+    """``riskd_health_value{actor, field}``: the numeric leaves of ``source()``'s dict."""
+
+    def __init__(self, source: Callable[[], Mapping[str, Any]]) -> None:
+        self._source = source
+
+    def describe(self) -> Iterator[Metric]:
+        yield self._family()
+
+    def collect(self) -> Iterator[Metric]:
+        family = self._family()
+        try:
+            health = self._source()
+        except Exception:
+            log.exception("health source failed", extra={"event": "metrics_source_error", "source": "health"})
+            health = {}
+        for n, (path, value) in enumerate(_numeric_leaves(health, ())):
+            if n >= MAX_HEALTH_SERIES:
+                log.warning("health has over %d numeric leaves; the rest are not exported", MAX_HEALTH_SERIES)
+                break
+            family.add_metric([".".join(path[:-1]), path[-1]], value)
+        yield family
+
+    @staticmethod
+    def _family() -> Metric:
+        return GaugeMetricFamily(NAMESPACE + "_health_value", "Numeric health counters of the daemon's actors "
+                                 "(booleans as 0/1).", labels=["actor", "field"])
+
+
+def _numeric_leaves(node: Any, path: tuple[str, ...]) -> Iterator[tuple[tuple[str, ...], float]]:
+    """(path, value) of every bool or real-number leaf under ``node`` (depth first)."""
+    if isinstance(node, Mapping):
+        for key, child in node.items():
+            yield from _numeric_leaves(child, path + (str(key),))
+    elif isinstance(node, (list, tuple)):
+        for i, child in enumerate(node):
+            yield from _numeric_leaves(child, path + (str(i),))
+    elif isinstance(node, (bool, numbers.Real)) and path:
+        yield path, float(node)
+
+
 class Metrics:
     """The daemon's metrics: a private registry, the stage collector, and helpers
     to register counters and gauges.
@@ -136,10 +308,35 @@ class Metrics:
         self.registry.register(self.stages)
         self._lock = threading.Lock()
         self._metrics: dict[str, tuple[Counter | Gauge, tuple[str, ...]]] = {}
+        self._views: dict[str, Collector] = {}
 
     def add_stage_source(self, source: SnapshotSource, name: str = "") -> None:
         """Export a recorder's (or snapshot function's) stages; see :class:`StageCollector`."""
         self.stages.add(source, name)
+
+    def add_account_source(self, source: Callable[[], Sequence[AccountRisk]]) -> None:
+        """Export ``riskd_account_*`` gauges from ``source()`` (latest AccountRisk per account).
+
+        Once per Metrics: a second call (or a gauge already registered under one of
+        these names) raises ``ValueError``.
+        """
+        self._register_once("accounts", AccountCollector(source))
+
+    def add_alert_source(self, source: Callable[[], Sequence[BudgetBreach]]) -> None:
+        """Export ``riskd_budget_alerts_total`` from ``source()`` (recent alerts, most recent last)."""
+        self._register_once("alerts", AlertCollector(source))
+
+    def add_health_source(self, source: Callable[[], Mapping[str, Any]]) -> None:
+        """Export ``riskd_health_value`` from ``source()`` (the daemon's health dict)."""
+        self._register_once("health", HealthCollector(source))
+
+    def _register_once(self, kind: str, collector: Collector) -> None:
+        with self._lock:
+            if kind in self._views:
+                raise ValueError(f"an {kind} source is already registered")
+            # The registry refuses a collector whose names are already taken.
+            self.registry.register(collector)
+            self._views[kind] = collector
 
     def counter(self, name: str, help: str, labels: Sequence[str] = ()) -> Counter:
         """A monotonically increasing counter (e.g. ``fills_total``, ``lost_fills``)."""

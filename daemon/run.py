@@ -1,27 +1,33 @@
 """``riskd run``: start Ray and the actors, wire their ZeroMQ endpoints, stop them cleanly.
 
-Actors: the drop-copy ingest, the market/pricing actor (unless the market is
-static) and the position shards; the daemon process itself subscribes to
-AccountRisk. The liquidation actor, `riskd status` and `/metrics` come next
-(see the daemon issue's note).
+Actors: the liquidation actor (binds its AccountRisk subscription first), the
+market/pricing actor (unless the market is static), the position shards and the
+drop-copy ingest. The daemon process itself subscribes to AccountRisk
+(:class:`daemon.risk_view.RiskView`) and serves its HTTP port (``/metrics``,
+``/status``, collateral control).
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, TextIO
 
 import zmq
 
-from actors.bus import Bus, default_run_dir, ipc_endpoint
+from actors.bus import Bus, ReceiveLoop, default_run_dir, ipc_endpoint
 from actors.position_shard import shard_of
 from actors.market_data import GbmUnderlying
 from actors.ray_ingest import IngestSpec, ingest_actor_class
+from actors.ray_liquidation import LiquidationSpec, liquidation_actor_class
 from actors.ray_market import MarketSpec, market_actor_class
 from actors.ray_position import ShardSpec, position_actor_class
 from daemon.book import load_history_returns
 from daemon.config import ConfigError, RiskdConfig
+from daemon.risk_view import RiskView
 from risk.instruments import InstrumentTable, MarketSnapshot
 
 log = logging.getLogger("riskd.daemon")
@@ -43,38 +49,47 @@ def simulated_underlyings(table: InstrumentTable, market: MarketSnapshot) -> tup
 
 
 class Daemon:
-    """The running actors of one riskd instance (handles to Ray actors)."""
+    """The running actors of one riskd instance (handles to Ray actors), its AccountRisk
+    view and its HTTP port.
 
-    def __init__(self, config: RiskdConfig, market: MarketSnapshot, *, address: str | None = None) -> None:
+    ``out``: where tier changes, held events and budget alerts are printed (None:
+    log only). ``http``: serve the HTTP port (``daemon.http_host``/``http_port``).
+    Extra AccountRisk consumers in this process register with
+    :meth:`add_risk_listener` (the subscription socket has one reader thread).
+    """
+
+    def __init__(self, config: RiskdConfig, market: MarketSnapshot, *, address: str | None = None,
+                 out: TextIO | None = None, http: bool = True) -> None:
         import ray
 
         if config.fix.drop_copy is None:
             raise ConfigError("config", "fix.drop_copy", "required: the drop-copy session riskd consumes")
         if not ray.is_initialized():
             ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        self.config = config
         settings = config.daemon
-        run_dir = Path(settings.run_dir) if settings.run_dir else default_run_dir()
+        self.run_dir = run_dir = Path(settings.run_dir) if settings.run_dir else default_run_dir()
         run_dir.mkdir(parents=True, exist_ok=True)
         self.risk_endpoint = ipc_endpoint("account-risk", run_dir)
-        # The daemon binds the AccountRisk subscription before any shard exists, so
-        # no early AccountRisk is published into a socket nobody listens on yet.
+        self.account_ids = frozenset(a.id for a in config.accounts)
+        # Subscribers bind before any shard exists, so no early AccountRisk is published
+        # into a socket nobody listens on yet.
         self.bus = Bus(zmq.Context())
         self.risk_socket = self.bus.socket(zmq.SUB, self.risk_endpoint, bind=True)
-        position = position_actor_class(settings.max_restarts)
+        self._actors: list[Any] = []
+        liquidation_endpoint = ipc_endpoint("account-risk-liquidation", run_dir)
+        self.liquidation = liquidation_actor_class(settings.max_restarts).remote(
+            LiquidationSpec(risk_endpoint=liquidation_endpoint, cpus=settings.liquidation_cpus))
+        self._actors.append(self.liquidation)
+        ray.get(self.liquidation.health.remote())
         table = InstrumentTable(config.underlyings, config.instruments)
         history = load_history_returns(config, table)
-        self.market_actor = None
-        updates_endpoint = None
-        if settings.market != "static":
-            updates_endpoint = ipc_endpoint("market-updates", run_dir)
-            spec = MarketSpec(params=config.margin, underlyings=config.underlyings, instruments=config.instruments,
-                              initial=market, updates_endpoint=updates_endpoint,
-                              ticks_endpoint=settings.ticks_endpoint if settings.market == "zmq" else None,
-                              simulate=simulated_underlyings(table, market) if settings.market == "simulate" else (),
-                              publish_interval_s=settings.publish_interval_s,
-                              full_interval_s=settings.full_interval_s)
-            self.market_actor = market_actor_class(settings.max_restarts).remote(spec)
+        self.market_actor = self._start_market(config, market, table, run_dir)
+        updates_endpoint = self._updates_endpoint
+        ingest_name = f"riskd-ingest-{os.getpid()}-{id(self):x}"
         self.shard_endpoints = tuple(ipc_endpoint(f"events-{i}", run_dir) for i in range(settings.shards))
+        replay_endpoints = tuple(ipc_endpoint(f"replay-{i}", run_dir) for i in range(settings.shards))
+        position = position_actor_class(settings.max_restarts)
         self.positions = []
         for shard in range(settings.shards):
             accounts = tuple((a.id, a.profile, a.cash) for a in config.accounts
@@ -82,48 +97,146 @@ class Daemon:
             spec = ShardSpec(shard=shard, n_shards=settings.shards, params=config.margin,
                              underlyings=config.underlyings, instruments=config.instruments, market=market,
                              accounts=accounts, events_endpoint=self.shard_endpoints[shard],
-                             risk_endpoint=self.risk_endpoint,
+                             risk_endpoints=(self.risk_endpoint, liquidation_endpoint),
                              cpus=settings.position_cpus[shard] if settings.position_cpus else (),
-                             history_returns=history, market_endpoint=updates_endpoint)
+                             history_returns=history, market_endpoint=updates_endpoint, budgets=settings.latency,
+                             replay_endpoint=replay_endpoints[shard], ingest_name=ingest_name)
             self.positions.append(position.remote(spec))
+        self._actors += self.positions
         ray.get([p.health.remote() for p in self.positions])  # shards bound before ingest connects
-        ingest = ingest_actor_class(settings.max_restarts)
+        ingest = ingest_actor_class(settings.max_restarts).options(name=ingest_name)
         self.ingest = ingest.remote(IngestSpec(session=config.fix.drop_copy, shard_endpoints=self.shard_endpoints,
-                                               state_dir=str(run_dir / "ingest"), cpus=settings.ingest_cpus))
+                                               state_dir=str(run_dir / "ingest"), replay_endpoints=replay_endpoints,
+                                               cpus=settings.ingest_cpus))
+        self._actors.append(self.ingest)
         ray.get(self.ingest.health.remote())
-        log.info("riskd running: %d shards, AccountRisk on %s", settings.shards, self.risk_endpoint)
+        self.view = RiskView(settings.latency, pull_latency=self._pull_latency, pull_health=self.health,
+                             collateral=self.set_collateral, out=out).start()
+        self._listeners: list[Callable[[bytes], None]] = [self.view.on_frame]
+        self._risk_loop = ReceiveLoop({self.risk_socket: self._on_risk_frame}, name="risk-view",
+                                      context=self.bus.context).start()
+        self.http = None
+        if http:
+            from daemon.http_api import HttpApi
+
+            self.http = HttpApi(self.view, host=settings.http_host, port=settings.http_port)
+            self.http.start()
+            self.http.publish_url(run_dir)  # <run_dir>/http.url, for `riskd status -c CONFIG`
+        log.info("riskd running: %d shards, AccountRisk on %s, HTTP %s", settings.shards, self.risk_endpoint,
+                 self.http.url if self.http else "off")
+
+    def _start_market(self, config: RiskdConfig, market: MarketSnapshot, table: InstrumentTable,
+                      run_dir: Path) -> Any:
+        settings = config.daemon
+        self._updates_endpoint = None
+        if settings.market == "static":
+            return None
+        self._updates_endpoint = ipc_endpoint("market-updates", run_dir)
+        spec = MarketSpec(params=config.margin, underlyings=config.underlyings, instruments=config.instruments,
+                          initial=market, updates_endpoint=self._updates_endpoint,
+                          ticks_endpoint=settings.ticks_endpoint if settings.market == "zmq" else None,
+                          simulate=simulated_underlyings(table, market) if settings.market == "simulate" else (),
+                          replay_path=settings.replay_path if settings.market == "replay" else None,
+                          replay_speed=settings.replay_speed, cpus=settings.market_cpus,
+                          publish_interval_s=settings.publish_interval_s, full_interval_s=settings.full_interval_s)
+        actor = market_actor_class(settings.max_restarts).remote(spec)
+        self._actors.append(actor)
+        import ray
+
+        ray.get(actor.health.remote())  # a bad replay file fails here, with its message
+        return actor
+
+    # ----- the AccountRisk subscription -------------------------------------------
+    def add_risk_listener(self, listener: Callable[[bytes], None]) -> None:
+        """Also call ``listener(frame)`` with every AccountRisk/HeldEvent frame (on the
+        subscriber thread: keep it short)."""
+        self._listeners.append(listener)
+
+    def _on_risk_frame(self, frame: bytes) -> None:
+        for listener in self._listeners:
+            listener(frame)
+
+    # ----- control plane (Ray calls) ------------------------------------------------
+    def _pull_latency(self) -> list[bytes]:
+        import ray
+
+        return ray.get([p.latency.remote() for p in self.positions], timeout=30)
 
     def health(self) -> dict[str, Any]:
         import ray
 
-        return {"ingest": ray.get(self.ingest.health.remote()),
-                "shards": ray.get([p.health.remote() for p in self.positions]),
-                "market": ray.get(self.market_actor.health.remote()) if self.market_actor is not None else None}
+        return {"ingest": ray.get(self.ingest.health.remote(), timeout=30),
+                "shards": ray.get([p.health.remote() for p in self.positions], timeout=30),
+                "market": ray.get(self.market_actor.health.remote(), timeout=30)
+                if self.market_actor is not None else None,
+                "liquidation": ray.get(self.liquidation.health.remote(), timeout=30)}
+
+    def set_collateral(self, account: str, cash: float) -> None:
+        """Set an account's cash or collateral (currency), in order with the drop copy."""
+        import ray
+
+        if account not in self.account_ids:
+            raise KeyError(account)
+        ray.get(self.ingest.collateral.remote(account, float(cash)), timeout=30)
 
     def positions_by_account(self) -> dict[str, dict[str, float]]:
         """Signed contracts per instrument per account, from every shard."""
         import ray
 
         out: dict[str, dict[str, float]] = {}
-        for part in ray.get([p.positions.remote() for p in self.positions]):
+        for part in ray.get([p.positions.remote() for p in self.positions], timeout=60):
             out.update(part)
         return out
 
-    def stop(self) -> None:
-        """Stop intake first (FIX Logout), then the shards."""
+    def state(self) -> dict[str, dict[str, Any]]:
+        """Every account's cash, positions, tier and last seq (PositionActorImpl.state)."""
+        import ray
+
+        out: dict[str, dict[str, Any]] = {}
+        for part in ray.get([p.state.remote() for p in self.positions], timeout=60):
+            out.update(part)
+        return out
+
+    def drain(self, timeout_s: float = 10.0) -> bool:
+        """Wait until every shard has taken every event the ingest routed to it."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            health = self.health()
+            routed = health["ingest"]["last_seq_per_shard"]
+            done = all(h["max_seq"] >= seq for h, seq in zip(health["shards"], routed))
+            if done or time.monotonic() > deadline:
+                return done
+            time.sleep(0.05)
+
+    def stop(self, snapshot: Path | None = None) -> None:
+        """Graceful stop: stop intake (FIX Logout), drain the shards, write the snapshot
+        (when a path is given), then stop every actor."""
         import ray
 
         try:
             ray.get(self.ingest.stop.remote(), timeout=10)
         except Exception:
             log.exception("ingest did not stop cleanly")
-        extra = [self.market_actor] if self.market_actor is not None else []
-        for actor in [*extra, *self.positions]:
+        try:
+            if not self.drain():
+                log.error("shards did not drain within 10 s", extra={"event": "drain_timeout"})
+            if snapshot is not None:
+                tmp = snapshot.with_suffix(".tmp")
+                tmp.write_text(json.dumps(self.state(), sort_keys=True), encoding="utf-8")
+                os.replace(tmp, snapshot)
+                log.info("snapshot written to %s", snapshot, extra={"event": "snapshot", "path": str(snapshot)})
+        except Exception:
+            log.exception("drain or snapshot failed")
+        if self.http is not None:
+            self.http.stop()
+        self.view.stop()
+        self._risk_loop.stop()
+        for actor in [a for a in self._actors if a is not self.ingest]:
             try:
                 ray.get(actor.stop.remote(), timeout=10)
             except Exception:
                 log.exception("an actor did not stop cleanly")
-        for actor in [self.ingest, *self.positions, *extra]:
+        for actor in self._actors:
             ray.kill(actor, no_restart=True)
         self.bus.close()
 
@@ -132,8 +245,9 @@ def run_until_signalled(config: RiskdConfig, market: MarketSnapshot, *, address:
                         out=None) -> int:
     """`riskd run`: start the daemon, serve until SIGTERM or SIGINT, then stop cleanly (exit 0).
 
-    Shutdown order: stop intake (the drop-copy session logs out), stop the shards,
-    shut Ray down. AccountRisk tier changes are logged as they arrive.
+    Shutdown order: stop intake (the drop-copy session logs out), drain the shards,
+    write ``<run_dir>/snapshot.json``, stop the actors, shut Ray down. Tier changes,
+    held events and budget alerts are printed as they arrive.
     """
     import signal
     import sys
@@ -141,37 +255,20 @@ def run_until_signalled(config: RiskdConfig, market: MarketSnapshot, *, address:
 
     import ray
 
-    from actors.bus import ReceiveLoop
-    from actors.messages import AccountRisk, HeldEvent, decode
-
     out = out or sys.stdout
     stop = threading.Event()
-    daemon = Daemon(config, market, address=address)
+    daemon = Daemon(config, market, address=address, out=out)
     # After ray.init: Ray installs its own SIGTERM handler, which would kill us mid-drain.
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    tiers: dict[str, str] = {}
-
-    def on_risk(frame: bytes) -> None:
-        message = decode(frame)
-        if isinstance(message, AccountRisk) and tiers.get(message.account) != message.tier:
-            tiers[message.account] = message.tier
-            log.info("tier change", extra={"account": message.account, "tier": message.tier,
-                                           "margin_ratio": message.margin_ratio})
-            print(f"{message.account}: tier {message.tier} (MM/equity {message.margin_ratio:.1%})", file=out,
-                  flush=True)
-        elif isinstance(message, HeldEvent):
-            print(f"held {message.account}/{message.symbol} seq {message.seq}: {message.reason}", file=out,
-                  flush=True)
-
-    listener = ReceiveLoop({daemon.risk_socket: on_risk}, name="risk-log", context=daemon.bus.context).start()
-    print(f"riskd running: {len(daemon.positions)} shards; SIGTERM or Ctrl-C stops", file=out, flush=True)
+    url = daemon.http.url if daemon.http is not None else "off"
+    print(f"riskd running: {len(daemon.positions)} shards, HTTP {url}; SIGTERM or Ctrl-C stops", file=out,
+          flush=True)
     try:
         stop.wait()
     finally:
         print("riskd stopping: intake first", file=out, flush=True)
-        listener.stop()
-        daemon.stop()
+        daemon.stop(snapshot=daemon.run_dir / "snapshot.json")
         ray.shutdown()
     print("riskd stopped", file=out, flush=True)
     return 0

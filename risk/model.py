@@ -81,6 +81,9 @@ class RiskModel:
         #: Currency per short option contract that the short-option minimum rate applies to:
         #: the option's own underlying price (the future's, for options on futures) x multiplier.
         self.option_notional = np.where(table.is_option, self.inputs.s * table.multiplier, 0.0)
+        #: Currency value of one contract at its mark (mark x multiplier): equity is
+        #: cash + quantities . unit_value - cost basis, one dot product per fill.
+        self.unit_value = self.valuation.mark * table.multiplier
 
         self.history_returns = history_returns
         self.historical_rows: np.ndarray | None = None

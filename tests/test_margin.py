@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import msgspec
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -236,3 +237,44 @@ def test_var_profile_uses_history(book_parts) -> None:
     assert report.methods.historical_var == pytest.approx(-pnl[k - 1], rel=1e-9)
     assert report.initial_margin == pytest.approx(max(report.methods.scenario, report.methods.parametric_var,
                                                       report.methods.historical_var))
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    fills=st.lists(st.tuples(st.sampled_from(ROWS), st.integers(-20, 20).filter(bool),
+                             st.floats(0.5, 1.5)), min_size=1, max_size=25),
+    orders=st.lists(st.tuples(st.sampled_from(ROWS), st.integers(-10, 10).filter(bool)), max_size=3),
+    profile=st.sampled_from(["span", "som"]),
+    spot_move=st.floats(0.9, 1.1),
+)
+def test_per_fill_summary_equals_the_full_report_and_a_cash_flow_ledger(book_parts, fills, orders, profile,
+                                                                           spot_move) -> None:
+    """The light per-fill figures (incremental cost basis, no loop over positions) equal
+    the full report, and equity equals cash + sum of q x (mark - fill price) x multiplier,
+    computed from the fills alone, before and after the model is re-marked."""
+    table, market, params = book_parts
+    model = RiskModel(table, market, params)
+    acct = Account("A", params.profiles[profile], model, 1e6)
+    for iid, qty, px_factor in fills:
+        row = table.index[iid]
+        acct.apply_fill(row, float(qty), float(model.valuation.mark[row]) * px_factor)
+    for i, (iid, qty) in enumerate(orders):
+        acct.reserve(f"o{i}", table.index[iid], float(qty), 1.0)
+    moved = msgspec.structs.replace(market, underlyings={
+        uid: msgspec.structs.replace(q, price=q.price * spot_move) for uid, q in market.underlyings.items()})
+    for current in (model, RiskModel(table, moved, params)):
+        if current is not model:  # first on the fill-by-fill sums, then after a rebuild
+            acct.rebind(current)
+        ledger = 1e6 + math.fsum(qty * (float(current.valuation.mark[table.index[iid]]) -
+                                        float(model.valuation.mark[table.index[iid]]) * px)
+                                 * float(table.multiplier[table.index[iid]]) for iid, qty, px in fills)
+        summary, report = acct.summary(), acct.margin()
+        assert summary.equity == pytest.approx(ledger, rel=1e-10, abs=1e-6)
+        assert summary.equity == pytest.approx(report.equity, rel=1e-10, abs=1e-6)
+        assert summary.initial_margin == pytest.approx(report.initial_margin, rel=1e-12, abs=1e-9)
+        assert summary.maintenance_margin == pytest.approx(report.maintenance_margin, rel=1e-12, abs=1e-9)
+        assert summary.initial_margin_with_orders == pytest.approx(report.initial_margin_with_orders, rel=1e-12,
+                                                                   abs=1e-9)
+        assert summary.margin_ratio == pytest.approx(report.margin_ratio, rel=1e-9, abs=1e-12)
+        assert (summary.binding_underlying, summary.binding_scenario) == (report.binding_underlying,
+                                                                          report.binding_scenario)

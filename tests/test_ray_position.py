@@ -54,7 +54,7 @@ def test_two_position_actors_apply_routed_fills_and_restart_after_a_kill(ray_loc
         mine = tuple((a, "span", 1e6) for a in accounts if shard_of(a, 2) == shard)
         spec = ShardSpec(shard=shard, n_shards=2, params=config.margin, underlyings=config.underlyings,
                          instruments=config.instruments, market=book.market, accounts=mine,
-                         events_endpoint=ipc_endpoint(f"events-{shard}", tmp_path), risk_endpoint=risk_endpoint)
+                         events_endpoint=ipc_endpoint(f"events-{shard}", tmp_path), risk_endpoints=(risk_endpoint,))
         actors.append(actor_class.remote(spec))
         pushes.append(bus.socket(zmq.PUSH, spec.events_endpoint, bind=False))
     try:
