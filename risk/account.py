@@ -132,8 +132,9 @@ class Account:
         self.positions: dict[int, Position] = {}
         self.orders: dict[str, OpenOrder] = {}
         self.tier = Tier.NORMAL
-        self._exposure = Exposure(model)
-        self._reserve = Reservation(model)
+        self._uses_history = "historical_var" in profile.methods
+        self._exposure = Exposure(model, track_history=self._uses_history)
+        self._reserve = Reservation(model, track_history=self._uses_history)
         self._scenario_only = profile.methods == ("scenario",)
         self._uses_var = "parametric_var" in profile.methods
         # Per-underlying scenario terms, positions alone and with orders (Python
@@ -217,7 +218,7 @@ class Account:
         self._exposure.rebuild(model)
         mult = model.table.multiplier
         self._cost = math.fsum(p.quantity * p.average_price * float(mult[r]) for r, p in self.positions.items())
-        self._reserve = Reservation(model)
+        self._reserve = Reservation(model, track_history=self._uses_history)
         for oid, order in list(self.orders.items()):
             self._reserve.add(model, order.row, order.quantity)
             if self._uses_var:
@@ -243,6 +244,18 @@ class Account:
         mm = self.profile.mm_factor * im
         equity, _ = self.equity()
         model, exposure = self.model, self._exposure
+        if self._scenario_only and self._terms_held:
+            # The per-underlying requirements are cached per fill: only the binding one
+            # needs its scenario looked up.
+            terms = self._terms_held
+            u = max(range(len(terms)), key=terms.__getitem__)
+            segment = exposure.scenario[model.segments[u]]
+            scan = scan_risk(segment)
+            som = float(self.profile.short_option_minimum * exposure.short_notional[u])
+            label = ("" if terms[u] <= 0.0 else "short-option minimum" if som > scan else
+                     model.blocks[u].scenarios.labels[int(segment.argmin())])
+            return MarginSummary(equity, im, mm, float(self.initial_margin_with_orders()), margin_ratio(mm, equity),
+                                 model.blocks[u].underlying, label)
         best_u, best_req, label = -1, 0.0, ""
         for u, seg in enumerate(model.segments):
             segment = exposure.scenario[seg]

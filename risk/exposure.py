@@ -38,9 +38,12 @@ class Exposure:
     """
 
     __slots__ = ("scenario", "historical", "dollar_delta", "dollar_gamma", "short_notional", "quantity",
-                 "_open_rows")
+                 "_open_rows", "_track_history")
 
-    def __init__(self, model: RiskModel) -> None:
+    def __init__(self, model: RiskModel, *, track_history: bool = True) -> None:
+        """``track_history``: keep ``historical`` (O(D) per fill); off for profiles
+        without historical VaR, whose ``historical`` then stays zeros."""
+        self._track_history = track_history
         self.scenario = np.zeros(model.n_scenarios)
         self.historical = np.zeros(model.n_history)
         self.dollar_delta = np.zeros(model.n_underlyings)
@@ -73,7 +76,7 @@ class Exposure:
             self.dollar_delta[u] += quantity * model.valuation.dollar_delta[row]
             self.dollar_gamma[u] += quantity * model.valuation.dollar_gamma[row]
             self.short_notional[u] += (max(-after, 0.0) - max(-before, 0.0)) * model.option_notional[row]
-        if model.historical_rows is not None:
+        if self._track_history and model.historical_rows is not None:
             if any(self._open_rows):
                 self.historical += quantity * model.historical_rows[row]
             else:
@@ -85,7 +88,8 @@ class Exposure:
         self.scenario = np.zeros(model.n_scenarios)
         for block, seg in zip(model.blocks, model.segments):
             self.scenario[seg] = q[block.rows] @ block.arrays
-        self.historical = q @ model.historical_rows if model.historical_rows is not None else np.zeros(0)
+        self.historical = (q @ model.historical_rows if self._track_history and model.historical_rows is not None
+                           else np.zeros(model.n_history))
         u = model.table.underlying
         n_u = model.n_underlyings
         self.dollar_delta = np.bincount(u, q * model.valuation.dollar_delta, minlength=n_u)
@@ -107,9 +111,10 @@ class Reservation:
     parametric VaR (currency), filled in by the account when its profile uses it.
     """
 
-    __slots__ = ("scenario", "historical", "short_notional", "var")
+    __slots__ = ("scenario", "historical", "short_notional", "var", "_track_history")
 
-    def __init__(self, model: RiskModel) -> None:
+    def __init__(self, model: RiskModel, *, track_history: bool = True) -> None:
+        self._track_history = track_history
         self.scenario = np.zeros(model.n_scenarios)
         self.historical = np.zeros(model.n_history)
         self.short_notional = np.zeros(model.n_underlyings)
@@ -119,6 +124,7 @@ class Reservation:
         new = Reservation.__new__(Reservation)
         new.scenario, new.historical = self.scenario.copy(), self.historical.copy()
         new.short_notional, new.var = self.short_notional.copy(), self.var
+        new._track_history = self._track_history
         return new
 
     def add(self, model: RiskModel, row: int, quantity: float, sign: float = 1.0) -> None:
@@ -127,7 +133,7 @@ class Reservation:
         seg = model.segments[u]
         parts = model.scenario_rows_loss_if_bought if quantity > 0 else model.scenario_rows_loss_if_sold
         self.scenario[seg] += (sign * quantity) * parts[row]
-        if model.historical_rows is not None:
+        if self._track_history and model.historical_rows is not None:
             self.historical += sign * np.minimum(quantity * model.historical_rows[row], 0.0)
         if quantity < 0:
             self.short_notional[u] += sign * -quantity * model.option_notional[row]
