@@ -92,8 +92,14 @@ class ReceiveLoop:
     _ids = itertools.count()
 
     def __init__(self, handlers: dict[zmq.Socket, Callable[[bytes], None]], name: str = "riskd-recv",
-                 context: zmq.Context | None = None) -> None:
+                 context: zmq.Context | None = None, *, on_batch_end: Callable[[], None] | None = None,
+                 max_batch: int = 256) -> None:
+        """``on_batch_end``: called on the loop's thread after each round of draining
+        the ready sockets (at most ``max_batch`` frames per socket per round), so a
+        handler can defer work (e.g. publishing) and do it once per burst."""
         self._handlers = dict(handlers)
+        self._on_batch_end = on_batch_end
+        self._max_batch = max_batch
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self.errors = 0
@@ -136,9 +142,11 @@ class ReceiveLoop:
         for sock in self._handlers:
             poller.register(sock, zmq.POLLIN)
         while not self._stop.is_set():
-            for sock, _ in poller.poll(POLL_MS):
-                # Drain what is queued before polling again: fewer wake-ups under load.
-                while True:
+            ready = poller.poll(POLL_MS)
+            for sock, _ in ready:
+                # Drain what is queued before polling again: fewer wake-ups under load;
+                # bounded, so a sustained stream still reaches on_batch_end.
+                for _ in range(self._max_batch):
                     try:
                         frame = sock.recv(zmq.NOBLOCK)
                     except zmq.Again:
@@ -149,3 +157,10 @@ class ReceiveLoop:
                         self.errors += 1
                         self.last_error = repr(exc)
                         log.exception("handler failed on a %d-byte frame: %r", len(frame), frame[:200])
+            if ready and self._on_batch_end is not None:
+                try:
+                    self._on_batch_end()
+                except Exception as exc:
+                    self.errors += 1
+                    self.last_error = repr(exc)
+                    log.exception("batch-end handler failed")

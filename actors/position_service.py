@@ -80,7 +80,8 @@ class PositionService:
         self.replayed = 0
         #: Highest drop-copy seq among the events received (drain checks compare it with the ingest's).
         self.max_seq = 0
-        self._loop = ReceiveLoop(handlers, name=f"shard-{shard.shard}", context=bus.context)
+        self._dirty: dict[str, Stamps] = {}
+        self._loop = ReceiveLoop(handlers, name=f"shard-{shard.shard}", context=bus.context, on_batch_end=self._flush)
         self.received = 0
         self.malformed = 0
         self.held_reported = 0
@@ -161,7 +162,19 @@ class PositionService:
                 return message
             stamps = message.stamps
             stamps.received_ns = received
-            result = self.shard.on_fill(message) if isinstance(message, FillMsg) else self.shard.on_order(message)
+            fill = isinstance(message, FillMsg)
+            result = self.shard.apply_fill(message) if fill else self.shard.apply_order(message)  # type: ignore[arg-type]
+            if live:
+                record = self.recorder.record
+                record("fix_parse", stamps.read_ns, stamps.parsed_ns)
+                record("route", stamps.routed_ns, stamps.received_ns)
+                if result is True:
+                    # Margin and AccountRisk once per account per burst (_flush), with the
+                    # stamps of the account's latest event.
+                    self._dirty[message.account] = stamps
+            if isinstance(result, HeldEvent):
+                self._emit(result)
+            return message
         elif isinstance(message, CollateralMsg):
             risk = self.shard.on_collateral(message)
             if live:
@@ -172,15 +185,18 @@ class PositionService:
         else:
             log.warning("shard %d: unexpected %s ignored", self.shard.shard, type(message).__name__)
             return message
-        if live and isinstance(result, AccountRisk):
+
+    def _flush(self) -> None:
+        """End of a burst: margin and AccountRisk for every account that changed in it."""
+        if not self._dirty:
+            return
+        dirty, self._dirty = self._dirty, {}
+        record = self.recorder.record
+        for account_id, stamps in dirty.items():
+            risk = self.shard.risk(account_id, stamps)
             stamps.applied_ns = self._clock_ns()
-            record = self.recorder.record
-            record("fix_parse", stamps.read_ns, stamps.parsed_ns)
-            record("route", stamps.routed_ns, stamps.received_ns)
             record("position_update", stamps.received_ns, stamps.applied_ns)
-        if live or not isinstance(result, AccountRisk):
-            self._emit(result)
-        return message
+            self._publish(risk)
 
     def _on_market(self, frame: bytes) -> None:
         message = decode(frame)

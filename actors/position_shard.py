@@ -42,7 +42,7 @@ def shard_of(account_id: str, n_shards: int) -> int:
 class PositionShard:
     """Accounts of one shard and their margin on the latest risk model."""
 
-    def __init__(self, shard: int, n_shards: int, model: RiskModel, *, explain_interval_s: float = 0.25,
+    def __init__(self, shard: int, n_shards: int, model: RiskModel, *, explain_interval_s: float = 1.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
         """``explain_interval_s``: how often (seconds, per account) a fill refreshes the
         top risk driver, which needs the full per-position report; a tier change always does."""
@@ -59,8 +59,9 @@ class PositionShard:
         self.last_seq: dict[str, int] = {}
         self.explain_interval_s = explain_interval_s
         self._clock = clock
-        #: account -> (monotonic s of the last full report, its top driver instrument)
-        self._explained: dict[str, tuple[float, str]] = {}
+        #: account -> (monotonic s of the last full report, its top driver instrument,
+        #: the binding (underlying, scenario) it was computed for)
+        self._explained: dict[str, tuple[float, str, tuple[str, str]]] = {}
 
     # ----- reference data --------------------------------------------------
     def add_account(self, account_id: str, profile: MarginProfile, cash: float) -> None:
@@ -93,10 +94,21 @@ class PositionShard:
     # ----- drop copy -------------------------------------------------------
     def on_fill(self, message: FillMsg) -> AccountRisk | HeldEvent | None:
         """Apply a fill; None for a repeat of an ExecID already applied."""
+        applied = self.apply_fill(message)
+        return self.risk(message.account, message.stamps) if applied is True else applied or None
+
+    def on_order(self, message: OrderMsg) -> AccountRisk | HeldEvent | None:
+        """Track an order's reservation; None when it changes nothing."""
+        changed = self.apply_order(message)
+        return self.risk(message.account, message.stamps) if changed is True else changed or None
+
+    def apply_fill(self, message: FillMsg) -> HeldEvent | bool:
+        """Book a fill without computing margin: True if applied, False for a repeat of
+        an ExecID already applied, a HeldEvent for an unknown account or instrument."""
         key = (message.trade_date, message.exec_id, message.kind)
         if key in self.applied_fills:
             self.duplicates += 1
-            return None
+            return False
         account = self.accounts.get(message.account)
         row = self.model.table.index.get(message.symbol)
         if account is None or row is None:
@@ -104,25 +116,32 @@ class PositionShard:
         account.apply_fill(row, message.quantity, message.price)
         self.applied_fills.add(key)
         self.last_seq[message.account] = message.seq
-        return self.risk(message.account, message.stamps)
+        return True
 
-    def on_order(self, message: OrderMsg) -> AccountRisk | HeldEvent | None:
-        """Track an order's reservation: its leaves quantity while it is open."""
+    def apply_order(self, message: OrderMsg) -> HeldEvent | bool:
+        """Track an order's reservation (its leaves quantity while open) without computing
+        margin: True if the reservation changed, False if not (e.g. the report of a fill
+        that completed an order already released), a HeldEvent if unknown."""
         account = self.accounts.get(message.account)
         row = self.model.table.index.get(message.symbol)
         if account is None or row is None:
             return self._hold(message, "unknown account" if account is None else "unknown instrument")
+        self.last_seq[message.account] = max(self.last_seq.get(message.account, 0), message.seq)
         # Keyed by OrderID, which a replace keeps: the new leaves replace the old reservation.
         if message.status in TERMINAL or message.leaves_qty <= 0.0:
-            account.release(message.order_id)
-        elif message.status not in ("pending_cancel", "pending_replace"):
-            try:
-                account.reserve(message.order_id, row, message.side * message.leaves_qty, message.price)
-            except RiskModelError as exc:
-                # No margin figure for it: the AccountRisk below says so (worst tier).
-                log.error("order %s of %s cannot be margined: %s", message.order_id, message.account, exc)
-        self.last_seq[message.account] = max(self.last_seq.get(message.account, 0), message.seq)
-        return self.risk(message.account, message.stamps)
+            return account.release(message.order_id)
+        if message.status in ("pending_cancel", "pending_replace"):
+            return False
+        quantity = message.side * message.leaves_qty
+        held = account.orders.get(message.order_id)
+        if held is not None and held.row == row and held.quantity == quantity and held.limit_price == message.price:
+            return False
+        try:
+            account.reserve(message.order_id, row, quantity, message.price)
+        except RiskModelError as exc:
+            # No margin figure for it: the AccountRisk that follows says so (worst tier).
+            log.error("order %s of %s cannot be margined: %s", message.order_id, message.account, exc)
+        return True
 
     def retry_held(self) -> list[AccountRisk | HeldEvent | None]:
         """Apply held events that reference data now covers, in their original order."""
@@ -145,8 +164,9 @@ class PositionShard:
 
         Every figure is exact and current. The top driver (the position losing most
         in the binding scenario) needs the full per-position report, so it is
-        refreshed when ``explain`` is set, when the tier changes, or when the last
-        refresh is older than ``explain_interval_s``; in between it is carried over.
+        refreshed when ``explain`` is set, when the tier or the binding scenario
+        changes, or when the last refresh is older than ``explain_interval_s``; in
+        between it is carried over.
         """
         account = self.accounts[account_id]
         try:
@@ -160,9 +180,11 @@ class PositionShard:
         tier = next_tier(account.tier, summary.margin_ratio, self.model.params.tiers)
         now = self._clock()
         explained = self._explained.get(account_id)
-        if explain or tier != account.tier or explained is None or now - explained[0] >= self.explain_interval_s:
+        binding = (summary.binding_underlying, summary.binding_scenario)
+        if (explain or tier != account.tier or explained is None or explained[2] != binding
+                or now - explained[0] >= self.explain_interval_s):
             report = account.margin(top=1)
-            explained = (now, report.top_contributors[0].instrument if report.top_contributors else "")
+            explained = (now, report.top_contributors[0].instrument if report.top_contributors else "", binding)
             self._explained[account_id] = explained
         account.tier = tier
         return AccountRisk(account_id, summary.equity, summary.initial_margin, summary.maintenance_margin,

@@ -53,7 +53,7 @@ class ShardSpec(msgspec.Struct, frozen=True, kw_only=True):
     #: Where MarketUpdates are published (None: price on ``market`` only).
     market_endpoint: str | None = None
     budgets: LatencyBudgets = LatencyBudgets()
-    explain_interval_s: float = 0.25
+    explain_interval_s: float = 1.0
     #: Where the ingest replays this shard's events after a restart, and the ingest
     #: actor's Ray name to ask it (None: a restarted shard starts empty).
     replay_endpoint: str | None = None

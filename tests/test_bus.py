@@ -65,3 +65,31 @@ def test_call_soon_runs_on_the_loop_thread(tmp_path) -> None:
     loop.stop()
     assert seen == [f"riskd-recv:{i}" for i in range(50)]
     bus.close()
+
+
+def test_receive_loop_calls_batch_end_once_per_burst_after_every_frame() -> None:
+    """A burst queued before the loop starts is handled in full, with far fewer batch
+    ends than frames (bounded by max_batch per round), each after its frames."""
+    import zmq as _zmq
+
+    from actors.bus import ReceiveLoop as _Loop
+
+    context = _zmq.Context()
+    rx, tx = context.socket(_zmq.PULL), context.socket(_zmq.PUSH)
+    rx.bind("inproc://batch-test")
+    tx.connect("inproc://batch-test")
+    seen: list[bytes] = []
+    ends: list[int] = []
+    for i in range(100):
+        tx.send(b"%d" % i)
+    loop = _Loop({rx: seen.append}, name="batch", context=context, on_batch_end=lambda: ends.append(len(seen)),
+                 max_batch=32).start()
+    deadline = __import__("time").monotonic() + 10
+    while (not ends or ends[-1] < 100) and __import__("time").monotonic() < deadline:
+        __import__("time").sleep(0.01)
+    loop.stop()
+    rx.close(0)
+    tx.close(0)
+    context.term()
+    assert seen == [b"%d" % i for i in range(100)]
+    assert ends[-1] == 100 and 4 <= len(ends) < 100 and ends == sorted(ends)

@@ -62,14 +62,21 @@ def test_two_position_actors_apply_routed_fills_and_restart_after_a_kill(ray_loc
         assert [h["shard"] for h in health] == [0, 1]
         time.sleep(0.3)  # PUB/SUB slow joiner
         truth: dict[tuple[str, str], float] = {}
+        last_seq: dict[str, int] = {}
         for i in range(400):
             acct = accounts[i % len(accounts)]
             qty = float((i % 5) - 2 or 1)
             msg = FillMsg(f"X{i}", "trade", acct, "ESZ6", qty, 6900.0, "o", "c", "", i + 1, Stamps())
             pushes[shard_of(acct, 2)].send(encode(msg))
             truth[(acct, "ESZ6")] = truth.get((acct, "ESZ6"), 0.0) + qty
+            last_seq[acct] = i + 1
+
+        def covered() -> bool:  # AccountRisk is coalesced per burst: wait for each account's last fill
+            with lock:
+                seen = {r.account: r.last_seq for r in got}
+            return all(seen.get(a, 0) >= s for a, s in last_seq.items())
         try:
-            _wait(lambda: len(got) >= 400)
+            _wait(covered)
         except AssertionError:
             raise AssertionError((len(got), listener.errors, ray.get([a.health.remote() for a in actors])))
         positions = {}
