@@ -93,11 +93,16 @@ class ReceiveLoop:
 
     def __init__(self, handlers: dict[zmq.Socket, Callable[[bytes], None]], name: str = "riskd-recv",
                  context: zmq.Context | None = None, *, on_batch_end: Callable[[], None] | None = None,
-                 max_batch: int = 256) -> None:
+                 max_batch: int = 256, multipart: frozenset[zmq.Socket] = frozenset(),
+                 on_idle: Callable[[], None] | None = None) -> None:
         """``on_batch_end``: called on the loop's thread after each round of draining
         the ready sockets (at most ``max_batch`` frames per socket per round), so a
-        handler can defer work (e.g. publishing) and do it once per burst."""
+        handler can defer work (e.g. publishing) and do it once per burst.
+        ``multipart``: sockets whose handler takes the list of frames (ROUTER).
+        ``on_idle``: called when a poll times out (every POLL_MS ms when idle)."""
         self._handlers = dict(handlers)
+        self._multipart = multipart
+        self._on_idle = on_idle
         self._on_batch_end = on_batch_end
         self._max_batch = max_batch
         self._stop = threading.Event()
@@ -146,9 +151,10 @@ class ReceiveLoop:
             for sock, _ in ready:
                 # Drain what is queued before polling again: fewer wake-ups under load;
                 # bounded, so a sustained stream still reaches on_batch_end.
+                multipart = sock in self._multipart
                 for _ in range(self._max_batch):
                     try:
-                        frame = sock.recv(zmq.NOBLOCK)
+                        frame = sock.recv_multipart(zmq.NOBLOCK) if multipart else sock.recv(zmq.NOBLOCK)
                     except zmq.Again:
                         break
                     try:
@@ -157,9 +163,10 @@ class ReceiveLoop:
                         self.errors += 1
                         self.last_error = repr(exc)
                         log.exception("handler failed on a %d-byte frame: %r", len(frame), frame[:200])
-            if ready and self._on_batch_end is not None:
+            tick = self._on_batch_end if ready else self._on_idle
+            if tick is not None:
                 try:
-                    self._on_batch_end()
+                    tick()
                 except Exception as exc:
                     self.errors += 1
                     self.last_error = repr(exc)

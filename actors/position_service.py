@@ -25,6 +25,8 @@ from actors.messages import (AccountRisk, CollateralMsg, FillMsg, HeldEvent, Mar
                              Stamps, decode, encode)
 from risk.errors import RiskModelError
 from actors.position_shard import PositionShard
+from actors.pretrade import PreTradeChecker
+from actors.pretrade_endpoint import PretradeEndpoint
 from risk.model import RiskModel
 from risk.params import MarginProfile
 
@@ -47,10 +49,13 @@ class PositionService:
                  bind_risk: bool = True, recorder: StageSink | None = None,
                  clock_ns: Callable[[], int] = time.monotonic_ns, market_endpoint: str | None = None,
                  model_builder: Callable[[MarketUpdate, RiskModel], RiskModel] | None = None,
-                 replay_endpoint: str | None = None, recovering: bool = False) -> None:
+                 replay_endpoint: str | None = None, recovering: bool = False,
+                 pretrade: tuple[str, PreTradeChecker, float] | None = None) -> None:
         """``replay_endpoint``: where the ingest sends this shard's past events after a
         restart; ``recovering``: hold live events until that replay has been applied
-        (then apply the held ones that were not in it)."""
+        (then apply the held ones that were not in it). ``pretrade``: (ROUTER
+        endpoint, checker, client timeout in us) of the pre-trade hook, answered on
+        this thread."""
         self.shard = shard
         self._clock_ns = clock_ns
         self.recorder = recorder or _NoRecorder()
@@ -67,6 +72,9 @@ class PositionService:
         self._build_model = model_builder
         self.market_version = 0
         self.market_errors = 0
+        self._static_market = market_endpoint is None
+        self._market_ns: dict[str, int] = {}
+        self._started_ns = clock_ns()
         if market_endpoint is not None:
             if model_builder is None:
                 raise ValueError("a market endpoint needs a model builder")
@@ -81,7 +89,17 @@ class PositionService:
         #: Highest drop-copy seq among the events received (drain checks compare it with the ingest's).
         self.max_seq = 0
         self._dirty: dict[str, Stamps] = {}
-        self._loop = ReceiveLoop(handlers, name=f"shard-{shard.shard}", context=bus.context, on_batch_end=self._flush)
+        self.pretrade: PretradeEndpoint | None = None
+        multipart: frozenset[zmq.Socket] = frozenset()
+        if pretrade is not None:
+            endpoint, checker, timeout_us = pretrade
+            router = bus.socket(zmq.ROUTER, endpoint, bind=True)
+            self.pretrade = PretradeEndpoint(checker, router, self.recorder, self._mark_changed, timeout_us=timeout_us,
+                                             clock_ns=clock_ns)
+            handlers[router] = self.pretrade.on_request  # type: ignore[assignment]
+            multipart = frozenset({router})
+        self._loop = ReceiveLoop(handlers, name=f"shard-{shard.shard}", context=bus.context, on_batch_end=self._flush,
+                                 multipart=multipart, on_idle=self._on_idle)
         self.received = 0
         self.malformed = 0
         self.held_reported = 0
@@ -164,6 +182,9 @@ class PositionService:
             stamps.received_ns = received
             fill = isinstance(message, FillMsg)
             result = self.shard.apply_fill(message) if fill else self.shard.apply_order(message)  # type: ignore[arg-type]
+            if (not fill and self.pretrade is not None and not isinstance(result, HeldEvent)
+                    and message.status not in ("pending_cancel", "pending_replace")):  # type: ignore[union-attr]
+                self.pretrade.checker.drop_copy_seen(message.order_id)  # the drop copy owns it now
             if live:
                 record = self.recorder.record
                 record("fix_parse", stamps.read_ns, stamps.parsed_ns)
@@ -186,16 +207,35 @@ class PositionService:
             log.warning("shard %d: unexpected %s ignored", self.shard.shard, type(message).__name__)
             return message
 
+    def market_age_s(self, underlying: str) -> float | None:
+        """Seconds since this shard last took a new price/vol for ``underlying`` (the
+        start counts as one); 0 with a static market, which is the operator's fixed
+        snapshot and never goes stale."""
+        if self._static_market:
+            return 0.0
+        return (self._clock_ns() - self._market_ns.get(underlying, self._started_ns)) / 1e9
+
+    def _mark_changed(self, account_id: str) -> None:
+        self._dirty.setdefault(account_id, Stamps())
+
+    def _on_idle(self) -> None:
+        if self.pretrade is not None:
+            self.pretrade.sweep()
+            self._flush()
+
     def _flush(self) -> None:
         """End of a burst: margin and AccountRisk for every account that changed in it."""
+        if self.pretrade is not None:
+            self.pretrade.sweep()
         if not self._dirty:
             return
         dirty, self._dirty = self._dirty, {}
         record = self.recorder.record
         for account_id, stamps in dirty.items():
             risk = self.shard.risk(account_id, stamps)
-            stamps.applied_ns = self._clock_ns()
-            record("position_update", stamps.received_ns, stamps.applied_ns)
+            if stamps.received_ns:  # a drop-copy event's (not a pre-trade reservation's)
+                stamps.applied_ns = self._clock_ns()
+                record("position_update", stamps.received_ns, stamps.applied_ns)
             self._publish(risk)
 
     def _on_market(self, frame: bytes) -> None:
@@ -211,6 +251,9 @@ class PositionService:
             log.error("shard %d: market update %d not applied: %s", self.shard.shard, message.version, exc)
             return
         self.market_version = message.version
+        now = self._clock_ns()
+        for underlying in (self.shard.model.table.underlying_ids if message.full else message.changed):
+            self._market_ns[underlying] = now
         if message.stamps.read_ns:
             self.recorder.record("reprice", message.stamps.read_ns, self._clock_ns())
         for risk in self.shard.on_model(model, message.version):

@@ -19,7 +19,10 @@ from typing import Any
 import msgspec
 
 from actors.bus import Bus
+from actors.kill_switch import KillSwitches
 from actors.latency import LatencyBudgets, StageRecorder
+from actors.pretrade import PreTradeChecker
+from actors.pretrade_config import PretradeSettings
 from actors.position_service import PositionService
 from actors.position_shard import PositionShard
 from risk.instruments import InstrumentTable, MarketSnapshot
@@ -58,6 +61,9 @@ class ShardSpec(msgspec.Struct, frozen=True, kw_only=True):
     #: actor's Ray name to ask it (None: a restarted shard starts empty).
     replay_endpoint: str | None = None
     ingest_name: str | None = None
+    #: The pre-trade hook: this shard's ROUTER endpoint (None: no hook) and settings.
+    pretrade_endpoint: str | None = None
+    pretrade: PretradeSettings = PretradeSettings()
 
 
 class PositionActorImpl:
@@ -75,12 +81,19 @@ class PositionActorImpl:
         self.recorder = StageRecorder(spec.budgets)
         self.bus = Bus()
         self.table = table
+        pretrade = None
+        if spec.pretrade_endpoint is not None:
+            # Staleness is read from the service (created just below) when a check runs.
+            self.checker = PreTradeChecker(self.shard, spec.pretrade, KillSwitches(),
+                                           market_age=lambda u: self.service.market_age_s(u))
+            pretrade = (spec.pretrade_endpoint, self.checker, spec.pretrade.timeout_us)
         restarted = _restarted_by_ray()
         recovering = restarted and spec.replay_endpoint is not None and spec.ingest_name is not None
         self.service = PositionService(self.shard, self.bus, spec.events_endpoint, spec.risk_endpoints,
                                        bind_risk=False, recorder=self.recorder,
                                        market_endpoint=spec.market_endpoint, model_builder=self._build_model,
-                                       replay_endpoint=spec.replay_endpoint, recovering=recovering).start()
+                                       replay_endpoint=spec.replay_endpoint, recovering=recovering,
+                                       pretrade=pretrade).start()
         self.restarted = restarted
         if recovering:
             # Rebuild from the drop copy: the ingest sends every event it routed here so
@@ -108,6 +121,7 @@ class PositionActorImpl:
                 "market_version": self.service.market_version, "market_errors": self.service.market_errors,
                 "restarted": self.restarted, "recovering": self.service.recovering,
                 "replayed": self.service.replayed, "max_seq": self.service.max_seq,
+                "pretrade": self.service.pretrade.checker.state() if self.service.pretrade else None,
                 "affinity": sorted(os.sched_getaffinity(0))}
 
     def positions(self) -> dict[str, dict[str, float]]:

@@ -17,6 +17,7 @@ import msgspec
 from msgspec import Meta
 
 from actors.latency_stages import LatencyBudgets
+from actors.pretrade_config import PretradeSettings
 from daemon.config_errors import ConfigError, explain
 from fix.settings import SessionSettings
 from risk.instruments import InstrumentTable, ReferenceDataError
@@ -92,6 +93,8 @@ class RiskdConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
 
     ``history``: optional price-history file (CSV or Parquet, see risk.history) for
     VaR, relative to the config file's folder. ``fix``: the FIX sessions.
+    ``pretrade``: the pre-trade hook's limits, staleness bound, reservation TTL and
+    client timeout (actors/pretrade_config.py).
     """
 
     margin: MarginParams
@@ -101,6 +104,7 @@ class RiskdConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
     instruments: tuple[InstrumentSpec, ...] = ()
     accounts: tuple[AccountSpec, ...] = ()
     history: str | None = None
+    pretrade: PretradeSettings = PretradeSettings()
 
 
 def read_toml(path: str | Path) -> tuple[dict[str, Any], str, Path]:

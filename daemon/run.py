@@ -89,6 +89,8 @@ class Daemon:
         ingest_name = f"riskd-ingest-{os.getpid()}-{id(self):x}"
         self.shard_endpoints = tuple(ipc_endpoint(f"events-{i}", run_dir) for i in range(settings.shards))
         replay_endpoints = tuple(ipc_endpoint(f"replay-{i}", run_dir) for i in range(settings.shards))
+        #: The shards' pre-trade ROUTER endpoints, index = shard (actors.pretrade_client).
+        self.pretrade_endpoints = tuple(ipc_endpoint(f"pretrade-{i}", run_dir) for i in range(settings.shards))
         position = position_actor_class(settings.max_restarts)
         self.positions = []
         for shard in range(settings.shards):
@@ -100,7 +102,8 @@ class Daemon:
                              risk_endpoints=(self.risk_endpoint, liquidation_endpoint),
                              cpus=settings.position_cpus[shard] if settings.position_cpus else (),
                              history_returns=history, market_endpoint=updates_endpoint, budgets=settings.latency,
-                             replay_endpoint=replay_endpoints[shard], ingest_name=ingest_name)
+                             replay_endpoint=replay_endpoints[shard], ingest_name=ingest_name,
+                             pretrade_endpoint=self.pretrade_endpoints[shard], pretrade=config.pretrade)
             self.positions.append(position.remote(spec))
         self._actors += self.positions
         ray.get([p.health.remote() for p in self.positions])  # shards bound before ingest connects

@@ -223,6 +223,21 @@ def test_unreachable_oms_keeps_the_daemon_serving_until_the_oms_appears(tmp_path
             status = json.loads(reply.read())
         assert {a["account"] for a in status["accounts"]} <= {a.id for a in config.accounts}
         assert status["health"]["ingest"]["logged_on"] is False
+        # The pre-trade hook answers from the shards while the drop copy is down.
+        from actors.pretrade_client import PretradeClient
+        from actors.pretrade_messages import CheckRequest
+
+        client = PretradeClient(daemon.pretrade_endpoints, timeout_us=5e6)
+        try:
+            price = 6900.0
+            ok = client.check(CheckRequest("PT1", "ACC-HEDGED", "ESZ6", 1, 1.0, price))
+            assert ok.accepted and ok.im_after == pytest.approx(ok.im_before + ok.marginal_im), ok.message
+            unknown = client.check(CheckRequest("PT2", "ACC-HEDGED", "NOPE", 1, 1.0, price))
+            assert not unknown.accepted and unknown.reason == "unknown_instrument"
+            big = client.check(CheckRequest("PT3", "ACC-HEDGED", "ESZ6", 1, 10_000.0, price))
+            assert not big.accepted and big.reason == "max_order_qty" and "500" in big.message
+        finally:
+            client.close()
         oms = SimulatedOms(seed=23, port=port)
         oms.stream = ReportStream(23, accounts=tuple(a.id for a in config.accounts), symbols=("ESZ6",))
         wait_for(lambda: oms.logged_on, 60, message="drop-copy logon after the OMS came up")

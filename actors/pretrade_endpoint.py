@@ -1,0 +1,87 @@
+"""The pre-trade endpoint of one position shard: a ZeroMQ ROUTER answered on the
+shard's own thread, so a check sees exactly the state fills have built.
+
+Wire: the client (a DEALER, :mod:`actors.pretrade_client`) sends ``[b"", request]``;
+the reply is ``[identity, b"", decision]`` (msgpack of
+:mod:`actors.pretrade_messages`). A request that waited longer than the client's
+timeout (``received - sent_ns``) is answered ``timeout`` without being checked:
+the client has already failed it closed, so it must not reserve margin. Latency:
+the ``pretrade`` stage (request received -> decision sent), in us, on the shard's
+recorder.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Callable
+
+import msgspec
+import zmq
+
+from actors.pretrade import PreTradeChecker
+from actors.pretrade_messages import CheckRequest, ReasonCode, decode, encode
+
+log = logging.getLogger("riskd.pretrade")
+
+#: Reason code of a request answered after the client gave up on it.
+TIMEOUT = "timeout"
+
+
+class PretradeEndpoint:
+    """ROUTER handler and TTL sweeper around a :class:`PreTradeChecker`.
+
+    ``mark_changed(account)``: an accepted order or an expired reservation changed
+    the account's margin (the service republishes its AccountRisk). ``timeout_us``:
+    the client's budget; older requests are refused unchecked.
+    """
+
+    def __init__(self, checker: PreTradeChecker, socket: zmq.Socket, recorder: object,
+                 mark_changed: Callable[[str], None], *, timeout_us: float,
+                 clock_ns: Callable[[], int] = time.monotonic_ns, sweep_interval_s: float = 0.1) -> None:
+        self.checker = checker
+        self.socket = socket
+        self._record = recorder.record  # type: ignore[attr-defined]
+        self._mark_changed = mark_changed
+        self._timeout_ns = int(timeout_us * 1000)
+        self._clock_ns = clock_ns
+        self._sweep_ns = int(sweep_interval_s * 1e9)
+        self._next_sweep = 0
+        self.requests = 0
+        self.late = 0
+
+    def on_request(self, frames: list[bytes]) -> None:
+        received = self._clock_ns()
+        self.requests += 1
+        identity, payload = frames[0], frames[-1]
+        try:
+            request = decode(payload)
+            if not isinstance(request, CheckRequest):
+                raise ValueError(f"expected a check request, found {type(request).__name__}")
+        except (ValueError, msgspec.DecodeError) as exc:
+            decision = self.checker.reject("", ReasonCode.BAD_REQUEST, f"undecodable request: {exc}", received)
+        else:
+            budget_ns = int(request.timeout_us * 1000) if request.timeout_us > 0 else self._timeout_ns
+            if request.sent_ns and budget_ns and received - request.sent_ns > budget_ns:
+                self.late += 1
+                decision = self.checker.reject(request.order_id, TIMEOUT, "request arrived after the client's "
+                                               f"timeout ({(received - request.sent_ns) / 1000:.0f} us > "
+                                               f"{budget_ns / 1000:.0f} us): not checked", received)
+            else:
+                decision = self.checker.check(request, received)
+                if decision.accepted:
+                    self._mark_changed(request.account)
+        decision.decided_ns = self._clock_ns()
+        self.socket.send_multipart([identity, b"", encode(decision)])
+        self._record("pretrade", received, self._clock_ns())
+
+    def sweep(self) -> None:
+        """Release reservations whose TTL ran out (at most every ``sweep_interval_s``)."""
+        now = self._clock_ns()
+        if now < self._next_sweep:
+            return
+        self._next_sweep = now + self._sweep_ns
+        for account, order_id in self.checker.expire():
+            log.info("pre-trade reservation of %s expired (no drop-copy report within the TTL)", order_id,
+                     extra={"event": "reservation_expired", "account": account, "order_id": order_id})
+            self._mark_changed(account)
