@@ -70,12 +70,19 @@ class PretradeClient:
                 # Not connected (yet: connecting is asynchronous, or the shard is down):
                 # wait for the connection within the same budget, never past it.
                 left_ms = (deadline - time.monotonic_ns()) / 1e6
-                if left_ms <= 0 or not socket.poll(left_ms, zmq.POLLOUT):
+                if left_ms <= 0 or not socket.poll(math.ceil(left_ms), zmq.POLLOUT):
                     return self._timed_out(request, start, "shard not connected")
         while True:
             left_ms = (deadline - time.monotonic_ns()) / 1e6
-            if left_ms <= 0 or not poller.poll(left_ms):
-                return self._timed_out(request, start, f"no answer within {self.timeout_us:.0f} us")
+            # pyzmq truncates a poll timeout to whole ms (0.6 ms would be no wait at all):
+            # round up. A decision arriving in that last partial ms is still taken: the
+            # shard checked it within the budget (it refuses older requests), and
+            # dropping it would strand the margin it reserved.
+            ready = poller.poll(math.ceil(left_ms)) if left_ms > 0 else []
+            if not ready:
+                if time.monotonic_ns() >= deadline:
+                    return self._timed_out(request, start, f"no answer within {self.timeout_us:.0f} us")
+                continue
             reply = decode(socket.recv_multipart()[-1])
             if isinstance(reply, Decision) and reply.order_id == request.order_id:
                 return reply

@@ -9,6 +9,7 @@
     riskd bench pricing        pricing and margin throughput, as JSON
     riskd bench fix            FIX parse and session throughput, as JSON
     riskd bench pipeline       fills through FIX into the running daemon: latency, rate, loss, memory
+    riskd bench pretrade       pre-trade check round trips against the running daemon, vs the zmq floor
 
 Exit codes: 0 success, 1 some input rows were bad, 2 the input could not be used.
 """
@@ -81,6 +82,12 @@ def _cmd_bench_pipeline(args: argparse.Namespace) -> int:
     from daemon.bench_pipeline import options_from_args, run_bench_pipeline
 
     return run_bench_pipeline(sys.stdout, options_from_args(args))
+
+
+def _cmd_bench_pretrade(args: argparse.Namespace) -> int:
+    from daemon.bench_pretrade import options_from_args, run_bench_pretrade
+
+    return run_bench_pretrade(sys.stdout, options_from_args(args))
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -167,6 +174,19 @@ def build_parser() -> argparse.ArgumentParser:
     pipeline.add_argument("--var-every", type=int, default=None,
                           help="every n-th account on the VaR profile (default 10; 0: none)")
     pipeline.set_defaults(func=_cmd_bench_pipeline)
+    pretrade = bench_sub.add_parser("pretrade", help="pre-trade check round trips against the running daemon:"
+                                    " p50/p99/p99.9, one shard's checks/s, vs a bare zmq DEALER/ROUTER floor")
+    pretrade.add_argument("--json", action="store_true", help="print one JSON object (the default output too)")
+    pretrade.add_argument("--quick", action="store_true", help="small sizes (smoke run)")
+    pretrade.add_argument("--accounts", type=int, default=None, help="accounts (default 1000)")
+    pretrade.add_argument("--positions", type=int, default=None, help="positions per account (default 50)")
+    pretrade.add_argument("--checks", type=int, default=None, help="measured sequential checks (default 20000,"
+                          " after 2000 of warm-up)")
+    pretrade.add_argument("--seconds", type=float, default=None, help="seconds of the one-shard throughput phase"
+                          " (default 5)")
+    pretrade.add_argument("--var-every", type=int, default=None,
+                          help="every n-th account on the VaR profile (default 10, as bench pipeline; 0: none)")
+    pretrade.set_defaults(func=_cmd_bench_pretrade)
     return parser
 
 

@@ -119,3 +119,27 @@ def test_a_request_older_than_the_client_timeout_is_refused_unchecked(service, b
     bad = decode_pretrade(dealer.recv_multipart()[-1])
     assert bad.reason == "bad_request" and not bad.accepted
     assert svc.pretrade is not None and svc.pretrade.late == 1
+
+
+def test_a_sub_millisecond_budget_is_waited_for_in_full_before_failing_closed(tmp_path) -> None:
+    """pyzmq truncates poll timeouts to whole ms: a 0.8 ms budget must be waited out
+    asleep, not by spinning on poll(0) (which starves the shard on a 2-core host), then
+    fail closed. Both bounds are one-sided: machine load can only help them."""
+    context = zmq.Context()
+    endpoint = ipc_endpoint("silent", tmp_path)
+    silent = context.socket(zmq.ROUTER)  # connected, never answers
+    silent.bind(endpoint)
+    client = PretradeClient([endpoint], timeout_us=800.0, context=context)
+    try:
+        wall, cpu = time.monotonic(), time.process_time()
+        for i in range(50):
+            start = time.monotonic_ns()
+            decision = client.check(CheckRequest(f"S{i}", "A", "ES", 1, 1.0, 100.0))
+            assert decision.reason == "timeout" and not decision.accepted
+            assert time.monotonic_ns() - start >= 800_000
+        wall, cpu = time.monotonic() - wall, time.process_time() - cpu
+        assert cpu < 0.5 * wall, f"the client spun: {cpu * 1e3:.1f} ms CPU in {wall * 1e3:.1f} ms"
+    finally:
+        client.close()
+        silent.close(0)
+        context.term()
