@@ -15,8 +15,9 @@ margin recomputed).
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from typing import Callable, Protocol
+from typing import Callable, Protocol, TypeVar
 
 import zmq
 
@@ -31,6 +32,7 @@ from risk.model import RiskModel
 from risk.params import MarginProfile
 
 log = logging.getLogger("riskd.position")
+T = TypeVar("T")
 
 
 class StageSink(Protocol):
@@ -137,6 +139,20 @@ class PositionService:
         """Run ``fn(shard)`` on the shard's thread (snapshots, status)."""
         self._loop.call_soon(lambda: fn(self.shard))
 
+    def read(self, fn: Callable[[PositionShard], T], timeout_s: float) -> T:
+        """``fn(shard)`` run on the shard's thread, its result returned here; TimeoutError
+        if the thread has not run it within ``timeout_s`` seconds (never a partial read)."""
+        done = threading.Event()
+        result: list[T] = []
+
+        def run(shard: PositionShard) -> None:
+            result.append(fn(shard))
+            done.set()
+        self.call(run)
+        if not done.wait(timeout_s):
+            raise TimeoutError(f"shard {self.shard.shard} did not answer within {timeout_s:g} s")
+        return result[0]
+
     # ----- the shard's thread ------------------------------------------------
     def _on_frame(self, frame: bytes) -> None:
         if self.recovering:
@@ -219,8 +235,7 @@ class PositionService:
         self._dirty.setdefault(account_id, Stamps())
 
     def _on_idle(self) -> None:
-        if self.pretrade is not None:
-            self.pretrade.sweep()
+        if self.pretrade is not None:  # reservation TTLs run out with no traffic too
             self._flush()
 
     def _flush(self) -> None:

@@ -17,6 +17,7 @@ import zmq
 
 from actors.bus import Bus
 from actors.ingest import DropCopyRouter
+from actors.ray_actor import actor_class
 from fix.dropcopy import DropCopyApplication, ExecIdStore
 from fix.engine import FixEngine
 from fix.session import Session
@@ -101,11 +102,5 @@ class IngestActorImpl:
 
 
 def ingest_actor_class(max_restarts: int = 3, num_cpus: float = 0.0) -> Any:
-    """The Ray actor class, with the restart policy from config.
-
-    ``num_cpus`` 0: CPU placement is by affinity from config (``*_cpus``), not by
-    Ray's CPU accounting, which would refuse to place more actors than cores.
-    """
-    import ray
-
-    return ray.remote(max_restarts=max_restarts, max_task_retries=1, num_cpus=num_cpus)(IngestActorImpl)
+    """The Ray actor class of :class:`IngestActorImpl` (see :func:`actors.ray_actor.actor_class`)."""
+    return actor_class(IngestActorImpl, max_restarts, num_cpus)

@@ -20,6 +20,7 @@ import zmq
 
 from actors.bus import Bus, ReceiveLoop
 from actors.messages import AccountRisk, decode
+from actors.ray_actor import actor_class
 
 log = logging.getLogger("riskd.liquidation")
 
@@ -78,11 +79,5 @@ class LiquidationActorImpl:
 
 
 def liquidation_actor_class(max_restarts: int = 3, num_cpus: float = 0.0) -> Any:
-    """The Ray actor class, with the restart policy from config.
-
-    ``num_cpus`` 0: CPU placement is by affinity from config (``*_cpus``), not by
-    Ray's CPU accounting, which would refuse to place more actors than cores.
-    """
-    import ray
-
-    return ray.remote(max_restarts=max_restarts, max_task_retries=1, num_cpus=num_cpus)(LiquidationActorImpl)
+    """The Ray actor class of :class:`LiquidationActorImpl` (see :func:`actors.ray_actor.actor_class`)."""
+    return actor_class(LiquidationActorImpl, max_restarts, num_cpus)

@@ -20,9 +20,10 @@ import msgspec
 import zmq
 
 from actors.bus import Bus
-from actors.market_data import GbmMarket, GbmUnderlying, MarketState, ReplayError, ReplaySource, Tick
+from actors.market_data import GbmMarket, GbmUnderlying, MarketState, ReplaySource, Tick
 from actors.market_service import LogLimiter, MarketService, ZmqTickSource
 from actors.pricing_engine import PricingEngine
+from actors.ray_actor import actor_class
 from risk.instruments import InstrumentTable, MarketSnapshot
 from risk.params import InstrumentSpec, MarginParams, UnderlyingSpec
 
@@ -253,11 +254,5 @@ class MarketActorImpl:
 
 
 def market_actor_class(max_restarts: int = 3, num_cpus: float = 0.0) -> Any:
-    """The Ray actor class, with the restart policy from config.
-
-    ``num_cpus`` 0: CPU placement is by affinity from config (``*_cpus``), not by
-    Ray's CPU accounting, which would refuse to place more actors than cores.
-    """
-    import ray
-
-    return ray.remote(max_restarts=max_restarts, max_task_retries=1, num_cpus=num_cpus)(MarketActorImpl)
+    """The Ray actor class of :class:`MarketActorImpl` (see :func:`actors.ray_actor.actor_class`)."""
+    return actor_class(MarketActorImpl, max_restarts, num_cpus)

@@ -25,6 +25,7 @@ from actors.pretrade import PreTradeChecker
 from actors.pretrade_config import PretradeSettings
 from actors.position_service import PositionService
 from actors.position_shard import PositionShard
+from actors.ray_actor import actor_class
 from risk.instruments import InstrumentTable, MarketSnapshot
 from risk.model import RiskModel
 from risk.params import InstrumentSpec, MarginParams, UnderlyingSpec
@@ -126,39 +127,18 @@ class PositionActorImpl:
 
     def positions(self) -> dict[str, dict[str, float]]:
         """Signed contracts per instrument per account (read on the shard's thread)."""
-        import threading
-
-        done = threading.Event()
-        out: dict[str, dict[str, float]] = {}
-
-        def read(shard: PositionShard) -> None:
-            for account_id, account in shard.accounts.items():
-                out[account_id] = {symbol: pos.quantity for symbol, pos in account.iter_positions()}
-            done.set()
-
-        self.service.call(read)
-        done.wait(5.0)
-        return out
+        return self.service.read(lambda shard: {
+            account_id: {symbol: pos.quantity for symbol, pos in account.iter_positions()}
+            for account_id, account in shard.accounts.items()}, timeout_s=5.0)
 
     def state(self) -> dict[str, dict[str, Any]]:
         """Every account's cash, positions (contracts, average price), tier and last
         drop-copy seq: the shutdown snapshot and audit view."""
-        import threading
-
-        done = threading.Event()
-        out: dict[str, dict[str, Any]] = {}
-
-        def read(shard: PositionShard) -> None:
-            for account_id, account in shard.accounts.items():
-                out[account_id] = {"cash": account.cash, "tier": account.tier.name.lower(),
-                                   "last_seq": shard.last_seq.get(account_id, 0),
-                                   "positions": {s: [p.quantity, p.average_price] for s, p in account.iter_positions()}}
-            done.set()
-
-        self.service.call(read)
-        if not done.wait(10.0):
-            raise TimeoutError(f"shard {self.spec.shard} did not answer within 10 s")
-        return out
+        return self.service.read(lambda shard: {
+            account_id: {"cash": account.cash, "tier": account.tier.name.lower(),
+                         "last_seq": shard.last_seq.get(account_id, 0),
+                         "positions": {s: [p.quantity, p.average_price] for s, p in account.iter_positions()}}
+            for account_id, account in shard.accounts.items()}, timeout_s=10.0)
 
     def latency(self) -> bytes:
         """This shard's stage histograms since the last call (StageRecorder.encode)."""
@@ -180,11 +160,5 @@ def _restarted_by_ray() -> bool:
 
 
 def position_actor_class(max_restarts: int = 3, num_cpus: float = 0.0) -> Any:
-    """The Ray actor class, with the restart policy from config.
-
-    ``num_cpus`` 0: CPU placement is by affinity from config (``*_cpus``), not by
-    Ray's CPU accounting, which would refuse to place more actors than cores.
-    """
-    import ray
-
-    return ray.remote(max_restarts=max_restarts, max_task_retries=1, num_cpus=num_cpus)(PositionActorImpl)
+    """The Ray actor class of :class:`PositionActorImpl` (see :func:`actors.ray_actor.actor_class`)."""
+    return actor_class(PositionActorImpl, max_restarts, num_cpus)

@@ -17,7 +17,10 @@
 - :class:`CpuMeter`: CPU use per process over a phase (/proc/<pid>/stat), the
   evidence for which process limits a rate;
 - :func:`zmq_floor`: a bare pyzmq REQ/REP round trip over ipc:// between this
-  process and a child process (two processes, like the daemon's actors), ~200 B.
+  process and a child process (two processes, like the daemon's actors), ~200 B;
+- :func:`latency_summary_us`: p50/p99/p99.9/max (us) of ns latencies, HDR;
+- :func:`machine_cpu` / :func:`machine_busy`: whole-machine CPU over a phase
+  (every process, other users' too, and hypervisor steal).
 """
 
 from __future__ import annotations
@@ -36,6 +39,41 @@ from actors.latency import StageRecorder
 from actors.messages import AccountRisk, HeldEvent, decode
 
 _MB = 1024.0 * 1024.0
+
+
+def latency_summary_us(latency_ns: np.ndarray) -> dict[str, Any]:
+    """p50/p99/p99.9/max (us, 0.1 us) and count of non-empty ``latency_ns``; values
+    below 1 ns (clock inversions) count as 1 ns."""
+    histogram = HdrHistogram(1, 60_000_000_000, 3)
+    for value in latency_ns.tolist():
+        histogram.record_value(max(1, value))
+    return {"count": int(len(latency_ns)),
+            "p50_us": round(histogram.get_value_at_percentile(50.0) / 1e3, 1),
+            "p99_us": round(histogram.get_value_at_percentile(99.0) / 1e3, 1),
+            "p999_us": round(histogram.get_value_at_percentile(99.9) / 1e3, 1),
+            "max_us": round(histogram.get_max_value() / 1e3, 1)}
+
+
+def machine_cpu() -> tuple[float, ...]:
+    """Whole-machine CPU seconds so far (/proc/stat): (busy, steal, monotonic now)."""
+    ticks = float(os.sysconf("SC_CLK_TCK"))
+    try:
+        with open("/proc/stat", "rb") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+    except OSError:
+        return (0.0, 0.0, time.monotonic())
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    steal = fields[7] if len(fields) > 7 else 0
+    return ((sum(fields[:8]) - idle - steal) / ticks, steal / ticks, time.monotonic())
+
+
+def machine_busy(before: tuple[float, ...]) -> dict[str, float]:
+    """Machine-wide CPU since ``before`` (a :func:`machine_cpu` reading), in % of one CPU
+    (200 % = both of a 2-CPU machine busy), and the time stolen by the hypervisor."""
+    busy, steal, now = machine_cpu()
+    wall = max(now - before[2], 1e-9)
+    return {"busy_pct": round(100.0 * (busy - before[0]) / wall, 1),
+            "steal_pct": round(100.0 * (steal - before[1]) / wall, 1), "cpus": os.cpu_count() or 0}
 
 
 class RiskCollector:

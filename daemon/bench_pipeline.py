@@ -4,8 +4,8 @@ The daemon runs as in production (``daemon.run.Daemon``: Ray, one drop-copy inge
 actor, two position shards, static market) on the bench universe
 (:mod:`daemon.bench_universe`: 1,000 accounts x 50 positions by default). A
 simulated OMS in its own process (:mod:`daemon.bench_oms`) is the drop-copy FIX
-acceptor; a ReceiveLoop in this process subscribes to every AccountRisk
-(:class:`daemon.bench_measure.RiskCollector`). Phases, in order:
+acceptor; the daemon's AccountRisk reader hands every frame to
+:class:`daemon.bench_measure.RiskCollector` (``Daemon.add_risk_listener``). Phases, in order:
 
 1. load: one fill per (account, held instrument), 50,000 by default (also the
    warm-up); then the positions are checked and ``rss_mb``/``pss_mb`` taken (every
@@ -40,11 +40,10 @@ from typing import Any, Callable, TextIO
 
 import msgspec
 import numpy as np
-from hdrh.histogram import HdrHistogram
 
-from actors.bus import ReceiveLoop
 from actors.latency import LatencyBudgets, StageRecorder
-from daemon.bench_measure import CpuMeter, RiskCollector, process_memory, zmq_floor
+from daemon.bench_daemon import bench_config
+from daemon.bench_measure import CpuMeter, RiskCollector, latency_summary_us, process_memory, zmq_floor
 from daemon.bench_oms import OmsClient, OmsSpec, PhaseResult
 from daemon.bench_universe import Universe, build_universe
 
@@ -77,10 +76,6 @@ QUICK = PipelineOptions(accounts=20, positions=5, e2e_rate=200.0, e2e_seconds=2.
                         rates=(500.0,), load_rate=1000.0, floor_round_trips=500)
 
 
-def _pct(histogram: HdrHistogram, p: float) -> float:
-    return round(histogram.get_value_at_percentile(p) / 1e3, 1)
-
-
 def _latency(start_ns: np.ndarray, end_ns: np.ndarray) -> dict[str, float]:
     """p50/p99/p99.9/max (us) of end - start over the pairs where both are set.
 
@@ -90,13 +85,8 @@ def _latency(start_ns: np.ndarray, end_ns: np.ndarray) -> dict[str, float]:
     ok = (start_ns > 0) & (end_ns > 0)
     if not ok.any():
         return {"p50_us": 0.0, "p99_us": 0.0, "p999_us": 0.0, "max_us": 0.0, "count": 0, "inversions": 0}
-    histogram = HdrHistogram(1, 60_000_000_000, 3)
     values = end_ns[ok] - start_ns[ok]
-    for value in values.tolist():
-        histogram.record_value(max(1, value))
-    return {"p50_us": _pct(histogram, 50.0), "p99_us": _pct(histogram, 99.0), "p999_us": _pct(histogram, 99.9),
-            "max_us": round(histogram.get_max_value() / 1e3, 1), "count": int(ok.sum()),
-            "inversions": int((values < 0).sum())}
+    return {**latency_summary_us(values), "inversions": int((values < 0).sum())}
 
 
 def _received(collector: RiskCollector, seq: np.ndarray) -> np.ndarray:
@@ -209,19 +199,12 @@ def pipeline_bench(options: PipelineOptions, log: Callable[[str], None] = lambda
     state = tempfile.TemporaryDirectory(prefix="riskd-bench-pipeline-")
     oms: OmsClient | None = None
     daemon = None
-    listener: ReceiveLoop | None = None
     result: dict[str, Any] = {"accounts": options.accounts, "positions_per_account": options.positions,
                               "instruments": len(universe.config.instruments), "profiles": universe.profiles}
     try:
         oms = OmsClient(OmsSpec(accounts=universe.accounts, holdings=universe.holdings, marks=universe.marks))
-        config = universe.config
-        drop_copy = msgspec.structs.replace(config.fix.drop_copy, socket_connect_port=oms.port,
-                                            file_store_path=f"{state.name}/fix", reconnect_interval=0.2)
-        config = msgspec.structs.replace(
-            config, fix=msgspec.structs.replace(config.fix, drop_copy=drop_copy),
-            daemon=msgspec.structs.replace(config.daemon, run_dir=f"{state.name}/run", market="static", shards=2,
-                                           **({"http_port": 0} if hasattr(config.daemon, "http_port") else {})))
-        budgets = getattr(config.daemon, "latency", None) or LatencyBudgets()
+        config = bench_config(universe, oms.port, state.name)
+        budgets = config.daemon.latency
         log(f"universe: {options.accounts} accounts x {options.positions} positions, "
             f"{len(config.instruments)} instruments; starting riskd (Ray, 1 ingest, 2 shards)...")
         daemon = Daemon(config, universe.market)
@@ -231,12 +214,7 @@ def pipeline_bench(options: PipelineOptions, log: Callable[[str], None] = lambda
         planned = n_load + int(options.e2e_rate * options.e2e_seconds) + sum(int(r * options.hold_seconds)
                                                                              for r in options.rates)
         run.collector = collector = RiskCollector(universe.accounts, int(planned * 1.05) + 10_000)
-        add_listener = getattr(daemon, "add_risk_listener", None)
-        if add_listener is not None:  # the daemon's own reader thread hands us every frame
-            add_listener(collector)
-        else:
-            listener = ReceiveLoop({daemon.risk_socket: collector}, name="bench-risk",
-                                   context=daemon.bus.context).start()
+        daemon.add_risk_listener(collector)  # the daemon's own reader thread hands us every frame
         result["startup_s"] = round(time.monotonic() - started, 1)
 
         log(f"load: {n_load} fills at up to {options.load_rate:.0f}/s...")
@@ -336,7 +314,7 @@ def pipeline_bench(options: PipelineOptions, log: Callable[[str], None] = lambda
         return result
     finally:
         # Intake first: the daemon logs out of the OMS, then the OMS stops, then Ray.
-        for step in (listener.stop if listener is not None else None, daemon.stop if daemon is not None else None,
+        for step in (daemon.stop if daemon is not None else None,
                      oms.stop if oms is not None else None, ray.shutdown if ray.is_initialized() else None,
                      state.cleanup):
             if step is None:
