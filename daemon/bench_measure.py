@@ -94,6 +94,13 @@ class RiskCollector:
         self.read_ns = np.zeros(max_seq + 1, np.int64)
         #: AccountRisk messages that raised an account's last_seq (fills seen applied).
         self.applied = 0
+        #: Each rise of an account's coverage: (account index, new last_seq, monotonic ns).
+        #: A shard publishes once per account per burst, so a fill superseded within its
+        #: burst has no AccountRisk of its own: it was published by the first AccountRisk
+        #: of its account whose last_seq reached it (:meth:`published_ns`).
+        self._rise_account: list[int] = []
+        self._rise_seq: list[int] = []
+        self._rise_ns: list[int] = []
         self.messages = 0
         self.held = 0
         self.foreign = 0
@@ -116,6 +123,9 @@ class RiskCollector:
         if seq > self.covered[idx]:
             self.covered[idx] = seq
             self.applied += 1
+            self._rise_account.append(idx)
+            self._rise_seq.append(seq)
+            self._rise_ns.append(now)
         received = self.received_ns
         if 0 < seq < len(received) and received[seq] == 0:
             received[seq] = now
@@ -134,6 +144,27 @@ class RiskCollector:
                 record("publish_delivery", s.published_ns, now)
                 record("risk_publish", s.applied_ns, now)
                 record("end_to_end", s.read_ns, now)
+
+
+    def published_ns(self, account: np.ndarray, seq: np.ndarray) -> np.ndarray:
+        """Per fill (account index, MsgSeqNum): monotonic ns of the first AccountRisk of its
+        account whose last_seq reached it (0 = none yet)."""
+        out = np.zeros(len(seq), np.int64)
+        if not self._rise_seq or not len(seq):
+            return out
+        accounts = np.asarray(self._rise_account, np.int64)
+        seqs = np.asarray(self._rise_seq, np.int64)
+        times = np.asarray(self._rise_ns, np.int64)
+        span = int(max(seqs.max(), np.asarray(seq).max())) + 1
+        keys = accounts * span + seqs  # per account, coverage only rises: sorted by seq within it
+        order = np.argsort(keys, kind="stable")
+        keys, accounts, times = keys[order], accounts[order], times[order]
+        wanted = np.asarray(account, np.int64) * span + np.asarray(seq, np.int64)
+        at = np.searchsorted(keys, wanted, side="left")
+        ok = at < len(keys)
+        ok[ok] = accounts[at[ok]] == np.asarray(account, np.int64)[ok]
+        out[ok] = times[at[ok]]
+        return out
 
 
 def _read_kb(path: str, key: str) -> int:

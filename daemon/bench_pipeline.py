@@ -89,12 +89,10 @@ def _latency(start_ns: np.ndarray, end_ns: np.ndarray) -> dict[str, float]:
     return {**latency_summary_us(values), "inversions": int((values < 0).sum())}
 
 
-def _received(collector: RiskCollector, seq: np.ndarray) -> np.ndarray:
-    """Receive times (monotonic ns, 0 = none) of the first AccountRisk of each MsgSeqNum."""
-    inside = seq < len(collector.received_ns)
-    out = np.zeros(len(seq), np.int64)
-    out[inside] = collector.received_ns[seq[inside]]
-    return out
+def _received(collector: RiskCollector, phase: PhaseResult) -> np.ndarray:
+    """Per fill of ``phase``: monotonic ns (0 = none) of the first AccountRisk that
+    published it (its account's last_seq reached the fill's MsgSeqNum)."""
+    return collector.published_ns(phase.acct, phase.seq)
 
 
 def _per_second_p99(phase: PhaseResult, received: np.ndarray) -> list[float]:
@@ -160,7 +158,7 @@ def _stages(recorded: StageRecorder, e2e: PhaseResult, collector: RiskCollector,
     write -> AccountRisk here (the headline figure)."""
     merged = StageRecorder(budgets, cumulative=True)
     merged.merge_encoded(recorded.encode(cumulative=True))
-    received = _received(collector, e2e.seq)
+    received = _received(collector, e2e)
     for seq, written, got in zip(e2e.seq.tolist(), e2e.write_ns.tolist(), received.tolist()):
         read = int(collector.read_ns[seq]) if seq < len(collector.read_ns) else 0
         if read:
@@ -245,14 +243,14 @@ def pipeline_bench(options: PipelineOptions, log: Callable[[str], None] = lambda
         run.wait_drained([e2e], 30.0)
         result["cpu_e2e"] = cpu.stop()[:8]
         collector.stages = None
-        latency = _latency(e2e.write_ns, _received(collector, e2e.seq))
+        latency = _latency(e2e.write_ns, _received(collector, e2e))
         result.update(e2e_p50_us=latency["p50_us"], e2e_p99_us=latency["p99_us"], e2e_p999_us=latency["p999_us"],
                       e2e_max_us=latency["max_us"], e2e_rate_per_s=options.e2e_rate,
                       e2e_achieved_per_s=round(e2e.achieved_per_s), e2e_fills=e2e.sent,
                       e2e_measured=latency["count"], e2e_inversions=latency["inversions"])
         result["ratio_e2e_p50_to_floor"] = round(latency["p50_us"] / max(floor["p50_us"], 1e-9), 2)
         result["stages"] = _stages(collector_stages, e2e, collector, budgets)
-        result["e2e_p99_us_per_second"] = _per_second_p99(e2e, _received(collector, e2e.seq))
+        result["e2e_p99_us_per_second"] = _per_second_p99(e2e, _received(collector, e2e))
         log(f"end to end: p50 {latency['p50_us']} us, p99 {latency['p99_us']} us, p99.9 {latency['p999_us']} us")
 
         ladder: list[dict[str, Any]] = []
@@ -268,7 +266,7 @@ def pipeline_bench(options: PipelineOptions, log: Callable[[str], None] = lambda
             drained = run.wait_drained([step], DRAIN_S)
             backlog = run.backlog([step]) if drained is None else 0
             applied_rate = (collector.applied - applied_before) / max(time.monotonic() - t_step, 1e-9)
-            under_load = _latency(step.write_ns, _received(collector, step.seq))
+            under_load = _latency(step.write_ns, _received(collector, step))
             busy = cpu.stop()[:8]
             held = (drained is not None and step.sent == step.planned
                     and step.achieved_per_s >= ACHIEVED_FRACTION * rate)

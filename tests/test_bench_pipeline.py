@@ -98,3 +98,23 @@ def test_oms_client_reports_what_it_sent_without_a_counterparty() -> None:
         assert not oms.truth().any()
     finally:
         oms.stop()
+
+
+def test_a_fill_coalesced_into_a_later_account_risk_counts_as_published_by_it() -> None:
+    """A shard publishes one AccountRisk per account per burst: fill 1 of account A has
+    none of its own, it is published by the first AccountRisk whose last_seq reaches it."""
+    import numpy as np
+
+    from actors.messages import AccountRisk, Stamps, encode
+    from daemon.bench_measure import RiskCollector
+
+    collector = RiskCollector(("A", "B"), 100)
+
+    def risk(account: str, last_seq: int) -> bytes:
+        return encode(AccountRisk(account, 1.0, 0.0, 0.0, 0.0, 0.0, "normal", "", "", "", last_seq, 0, Stamps()))
+    times = []
+    for account, seq in (("A", 2), ("B", 3), ("A", 2), ("A", 5)):  # the repeat of A/2 raises nothing
+        collector(risk(account, seq))
+        times.append(collector._rise_ns[-1])
+    got = collector.published_ns(np.array([0, 0, 1, 0, 0, 1]), np.array([1, 2, 3, 4, 5, 6]))
+    assert got.tolist() == [times[0], times[0], times[1], times[3], times[3], 0]
