@@ -152,9 +152,12 @@ class RiskCollector:
         out = np.zeros(len(seq), np.int64)
         if not self._rise_seq or not len(seq):
             return out
-        accounts = np.asarray(self._rise_account, np.int64)
-        seqs = np.asarray(self._rise_seq, np.int64)
-        times = np.asarray(self._rise_ns, np.int64)
+        # The subscriber thread may append meanwhile (account, then seq, then ns): the ns
+        # list is the shortest, and its length bounds a consistent snapshot of all three.
+        n = len(self._rise_ns)
+        accounts = np.asarray(self._rise_account[:n], np.int64)
+        seqs = np.asarray(self._rise_seq[:n], np.int64)
+        times = np.asarray(self._rise_ns[:n], np.int64)
         span = int(max(seqs.max(), np.asarray(seq).max())) + 1
         keys = accounts * span + seqs  # per account, coverage only rises: sorted by seq within it
         order = np.argsort(keys, kind="stable")
