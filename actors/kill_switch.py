@@ -48,10 +48,15 @@ class KillSwitches:
     """The engaged kill switches, journaled to ``journal`` (None = not journaled: tests, tools).
 
     ``wall_clock``: seconds since the epoch, for the journal and ``riskd status``.
+    ``read_only``: replay ``journal`` but never write it: a position shard's copy of
+    the switches, whose journal the daemon writes (one writer per file); commands
+    then reach the copy from the daemon after they are journaled.
     """
 
-    def __init__(self, journal: str | Path | None = None, *, wall_clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, journal: str | Path | None = None, *, wall_clock: Callable[[], float] = time.time,
+                 read_only: bool = False) -> None:
         self.journal = Path(journal) if journal is not None else None
+        self.read_only = read_only
         self._wall_clock = wall_clock
         self._lock = threading.Lock()
         #: The global switch, None when clear.
@@ -76,7 +81,7 @@ class KillSwitches:
         with self._lock:
             record = {"ts": self._wall_clock(), "scope": command.scope, "key": key, "engaged": command.engaged,
                       "reason": command.reason, "by": command.by}
-            if self.journal is not None:
+            if self.journal is not None and not self.read_only:
                 self._append(record)
             return self._set(record)
 
@@ -147,6 +152,9 @@ class KillSwitches:
                 record.setdefault("key", "")
                 self._set(record)
             except (ValueError, KeyError, TypeError) as exc:
+                if n == len(lines) and self.read_only:
+                    # The writer may be mid-append: the line is not ours to cut.
+                    continue
                 if n == len(lines):
                     # No trailing newline: a write torn by a crash, never acknowledged.
                     # Cut it off, so the next append starts on a line of its own.

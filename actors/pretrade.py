@@ -115,6 +115,8 @@ class PreTradeChecker:
         self._market_age = market_age
         #: Decisions per reason code, for /metrics.
         self.counters: dict[str, int] = {code: 0 for code in ReasonCode.ALL}
+        #: What-if decisions (``CheckRequest.what_if``) per reason code: never reserved.
+        self.what_if_counters: dict[str, int] = {}
         #: order id -> the checker's reservation, until the drop copy reports the order.
         self.pending: dict[str, PendingReservation] = {}
         self._expiries: list[tuple[float, str]] = []  # heap of (expiry s, order id); stale entries skipped
@@ -125,7 +127,8 @@ class PreTradeChecker:
         """Decide one order. ``received_ns``: monotonic ns when its bytes arrived (0 = now)."""
         received_ns = received_ns or time.monotonic_ns()
         decision = self._decide(request, received_ns)
-        self.counters[decision.reason] = self.counters.get(decision.reason, 0) + 1
+        counters = self.what_if_counters if request.what_if else self.counters
+        counters[decision.reason] = counters.get(decision.reason, 0) + 1
         return decision
 
     def reject(self, order_id: str, reason: str, message: str, received_ns: int = 0, tier: str = "") -> Decision:
@@ -164,8 +167,9 @@ class PreTradeChecker:
                 what_if = self._what_if(account, row, quantity, figures)
             label = self._label(account, u, what_if)
             self._margin(account, what_if, label, figures)
-            self._accept(request, account, row, quantity, now, replaced)
-            replaced = None
+            if not request.what_if:  # a what-if leaves no trace (the replaced order is restored below)
+                self._accept(request, account, row, quantity, now, replaced)
+                replaced = None
             return Decision(request.order_id, True, ReasonCode.ACCEPTED, "", *figures, label, tier_name,
                             received_ns, time.monotonic_ns())
         except _Reject as rejection:
@@ -309,14 +313,16 @@ class PreTradeChecker:
         if entry is not None:
             entry.order = account.orders[order.order_id]  # the new object is still the checker's
 
-    def expire(self, now: float | None = None) -> list[tuple[str, str]]:
+    def expire(self, now: float | None = None, limit: int = 0) -> list[tuple[str, str]]:
         """Release the checker's reservations whose TTL ran out (``now``: monotonic s;
-        None = the clock). Returns (account, order id) of each one released: their
-        accounts' risk changed (publish it)."""
+        None = the clock), at most ``limit`` of them (0 = all: a sweep between two checks
+        must stay short; :meth:`expiry_due` says whether more are due). Returns
+        (account, order id) of each one released: their accounts' risk changed
+        (publish it)."""
         now = self._clock() if now is None else now
         released: list[tuple[str, str]] = []
         heap = self._expiries
-        while heap and heap[0][0] <= now:
+        while heap and heap[0][0] <= now and not (limit and len(released) >= limit):
             expiry, order_id = heapq.heappop(heap)
             entry = self.pending.get(order_id)
             if entry is None or entry.expiry != expiry:
@@ -330,6 +336,11 @@ class PreTradeChecker:
                     self._restore(account, entry.previous)
                 released.append((entry.account, order_id))
         return released
+
+    def expiry_due(self, now: float | None = None) -> bool:
+        """True if some reservation's TTL has run out (or a stale heap entry is due)."""
+        now = self._clock() if now is None else now
+        return bool(self._expiries) and self._expiries[0][0] <= now
 
     def drop_copy_seen(self, order_id: str) -> None:
         """The drop copy reported this order: its reservation is the drop copy's from now
@@ -348,5 +359,6 @@ class PreTradeChecker:
 
     def state(self) -> dict[str, object]:
         """Counters, pending reservations and kill switches, for status and /metrics."""
-        return {"counters": dict(self.counters), "pending_reservations": len(self.pending),
+        return {"counters": dict(self.counters), "what_if_counters": dict(self.what_if_counters),
+                "pending_reservations": len(self.pending),
                 "kill_switches": self.kill_switches.state()}

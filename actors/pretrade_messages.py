@@ -74,6 +74,8 @@ class CheckRequest(msgspec.Struct, tag="check", array_like=True):
     tier accepts). ``replaces``: the order id this one replaces ("" = a new order;
     it may equal ``order_id`` when the OrderID survives the replace, as in FIX).
     ``sent_ns``: the client's monotonic ns when it sent the request (0 = unknown).
+    ``what_if``: decide but do not reserve (nor count toward the order-rate
+    throttle): the what-if question of ``riskd check`` and the daemon's HTTP API.
     """
 
     order_id: str
@@ -89,6 +91,7 @@ class CheckRequest(msgspec.Struct, tag="check", array_like=True):
     #: The client's budget for this check, us (0 = the shard's configured timeout_us):
     #: a request that reaches the shard later than this is refused unchecked.
     timeout_us: float = 0.0
+    what_if: bool = False
 
 
 class Decision(msgspec.Struct, tag="decision", array_like=True):

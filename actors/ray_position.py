@@ -20,6 +20,7 @@ import msgspec
 
 from actors.bus import Bus
 from actors.kill_switch import KillSwitches
+from actors.pretrade_messages import KillSwitchCommand
 from actors.latency import LatencyBudgets, StageRecorder
 from actors.pretrade import PreTradeChecker
 from actors.pretrade_config import PretradeSettings
@@ -65,6 +66,9 @@ class ShardSpec(msgspec.Struct, frozen=True, kw_only=True):
     #: The pre-trade hook: this shard's ROUTER endpoint (None: no hook) and settings.
     pretrade_endpoint: str | None = None
     pretrade: PretradeSettings = PretradeSettings()
+    #: The daemon's kill-switch journal, replayed (read only) at start and at every
+    #: restart; commands after that arrive through :meth:`PositionActorImpl.kill_switch`.
+    kill_switch_journal: str | None = None
 
 
 class PositionActorImpl:
@@ -85,7 +89,8 @@ class PositionActorImpl:
         pretrade = None
         if spec.pretrade_endpoint is not None:
             # Staleness is read from the service (created just below) when a check runs.
-            self.checker = PreTradeChecker(self.shard, spec.pretrade, KillSwitches(),
+            switches = KillSwitches(spec.kill_switch_journal, read_only=True)
+            self.checker = PreTradeChecker(self.shard, spec.pretrade, switches,
                                            market_age=lambda u: self.service.market_age_s(u))
             pretrade = (spec.pretrade_endpoint, self.checker, spec.pretrade.timeout_us)
         restarted = _restarted_by_ray()
@@ -139,6 +144,14 @@ class PositionActorImpl:
                          "last_seq": shard.last_seq.get(account_id, 0),
                          "positions": {s: [p.quantity, p.average_price] for s, p in account.iter_positions()}}
             for account_id, account in shard.accounts.items()}, timeout_s=10.0)
+
+    def kill_switch(self, command: KillSwitchCommand) -> bool:
+        """Apply a kill-switch command the daemon has journaled (on the shard's thread,
+        between two checks); True if it changed this shard's switches."""
+        if self.service.pretrade is None:
+            return False
+        switches = self.service.pretrade.checker.kill_switches
+        return self.service.read(lambda _shard: switches.apply(command), timeout_s=5.0)
 
     def latency(self) -> bytes:
         """This shard's stage histograms since the last call (StageRecorder.encode)."""

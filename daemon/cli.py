@@ -3,6 +3,8 @@
     riskd demo                 the whole daemon with a simulated OMS and market (live table)
     riskd run -c CONFIG        the daemon: drop copy -> position shards (Ray actors)
     riskd status               a running daemon's latency per stage, accounts, alerts, health
+    riskd check -c CONFIG ...  ask the pre-trade hook whether an order may go (what-if by default)
+    riskd kill-switch ...      engage or clear a kill switch on the running daemon (journaled)
     riskd price FILE.csv       option values and Greeks for a CSV of options
     riskd margin BOOK.toml     offline margin calculator (IM, MM, scan, VaR, stress)
     riskd config check FILE    decode and check a config file
@@ -124,6 +126,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="book whose market snapshot prices the positions (until market data is wired)")
     run.add_argument("--address", default=None, help="join this Ray cluster instead of starting one")
     run.set_defaults(func=_cmd_run)
+
+    from daemon.control_cmd import add_parsers as add_control_parsers
+
+    add_control_parsers(sub)  # riskd check, riskd kill-switch
 
     status = sub.add_parser("status", help="a running daemon's latency per stage, accounts, alerts and health")
     status.add_argument("--url", default=None, help="the daemon's HTTP base URL (default: from -c, else "

@@ -1,4 +1,4 @@
-"""The daemon's HTTP port: ``/metrics``, ``/status`` and ``POST /collateral``.
+"""The daemon's HTTP port: ``/metrics``, ``/status``, collateral, kill switches and what-if checks.
 
 One job: :class:`HttpApi`, a small threaded WSGI server (stdlib ``wsgiref``) over a
 :class:`DaemonView` of the running daemon. Off the hot path: every request reads
@@ -19,6 +19,7 @@ Routes (JSON bodies are UTF-8; errors are ``{"error": "message"}``):
                   binding_scenario, top_driver, last_seq, model_version}]
                                                   money in currency, ratio a fraction
       alerts:   [{stage, p99_us, budget_us, count, at_wall_time, state}]  most recent last
+      kill_switches: as GET /killswitch (null without the pre-trade hook)
       health:   the daemon's health dict, as is
 
   ``at_wall_time``: float seconds since the Unix epoch. JSON has no NaN or
@@ -32,6 +33,18 @@ Routes (JSON bodies are UTF-8; errors are ``{"error": "message"}``):
   ``max_body_bytes``; 415 another content type. JSON only because a browser cannot
   send it cross-site without a CORS preflight, which this server never grants: a
   web page the operator happens to open cannot change collateral.
+- ``GET /killswitch``: the engaged kill switches ``{"global": {...}|null, "accounts": {id: {...}},
+  "underlyings": {id: {...}}}`` (each ``{scope, key, reason, by, since}``, since in wall-clock s).
+- ``POST /killswitch`` (JSON, body in :mod:`daemon.http_control`): engage or clear one
+  switch; journaled before it takes effect, then applied on every position shard.
+  200 ``{"changed": bool, "kill_switches": {...}, "shards": {"applied": n, "failed": [...]}}``;
+  400 a bad field; 404 an unknown account or underlying.
+- ``POST /what-if`` (JSON): the pre-trade decision an order would get now, from its
+  account's shard, without reserving anything: 200 with the Decision's fields
+  (reason code, message, margin before/after, binding scenario).
+- The three POST routes take JSON only, bodies up to ``max_body_bytes`` (413 over,
+  415 another content type); without the pre-trade hook the kill-switch and
+  what-if routes answer 404.
 - Any other path: 404; a known path with another method: 405 with ``Allow``.
   A handler exception answers 500 with its message and is logged; the server goes on.
 """
@@ -58,6 +71,8 @@ from prometheus_client import make_wsgi_app
 
 from actors.latency import BudgetBreach, StageStats
 from actors.messages import AccountRisk
+from actors.pretrade_messages import CheckRequest, Decision, KillSwitchCommand
+from daemon.http_control import HttpError, parse_collateral, parse_kill_switch, parse_what_if
 from daemon.metrics import Metrics
 
 __all__ = ["DaemonView", "HttpApi", "URL_FILE", "to_json_value", "status_document"]
@@ -68,7 +83,9 @@ log = logging.getLogger("riskd.http")
 URL_FILE = "http.url"
 
 StartResponse = Callable[..., Any]
-_ROUTES: dict[str, tuple[str, ...]] = {"/metrics": ("GET",), "/status": ("GET",), "/collateral": ("POST",)}
+_ROUTES: dict[str, tuple[str, ...]] = {"/metrics": ("GET",), "/status": ("GET",), "/collateral": ("POST",),
+                                       "/killswitch": ("GET", "POST"), "/what-if": ("POST",)}
+_ROUTE_LIST = "GET /metrics, GET /status, POST /collateral, GET|POST /killswitch, POST /what-if"
 _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
             413: "Payload Too Large", 415: "Unsupported Media Type", 500: "Internal Server Error"}
 
@@ -99,13 +116,20 @@ class DaemonView(Protocol):
         ...
 
 
-class _HttpError(Exception):
-    """An answer other than 200, with the message for the client."""
+class PretradeControlView(Protocol):
+    """The daemon's pre-trade controls (daemon.pretrade_control.PretradeControl)."""
 
-    def __init__(self, status: int, message: str, headers: Sequence[tuple[str, str]] = ()) -> None:
-        super().__init__(message)
-        self.status = status
-        self.headers = list(headers)
+    def kill_switches(self) -> dict[str, Any]:
+        """The engaged kill switches (KillSwitches.state)."""
+        ...
+
+    def set_kill_switch(self, command: KillSwitchCommand) -> dict[str, Any]:
+        """Journal and apply ``command`` on every shard; KeyError for an unknown key."""
+        ...
+
+    def what_if(self, request: CheckRequest) -> Decision:
+        """The shard's decision on ``request`` (a what-if: nothing is reserved)."""
+        ...
 
 
 class _Server(ThreadingMixIn, WSGIServer):
@@ -136,7 +160,8 @@ class HttpApi:
     """
 
     def __init__(self, view: DaemonView, host: str = "127.0.0.1", port: int = 0, metrics: Metrics | None = None,
-                 *, allow_any_interface: bool = False, max_body_bytes: int = 64 * 1024) -> None:
+                 *, allow_any_interface: bool = False, max_body_bytes: int = 64 * 1024,
+                 control: PretradeControlView | None = None) -> None:
         if _is_any_interface(host) and not allow_any_interface:
             raise ValueError(f"refusing to listen on every interface (host {host!r}): /status and /collateral "
                              "expose positions and change collateral; bind 127.0.0.1 or a specific address, "
@@ -144,6 +169,7 @@ class HttpApi:
         if not 0 <= port <= 65535:
             raise ValueError(f"port: expected 0..65535, found {port}")
         self.view = view
+        self.control = control
         self.host = host
         self.port = port
         self.max_body_bytes = max_body_bytes
@@ -230,41 +256,72 @@ class HttpApi:
         try:
             allowed = _ROUTES.get(path)
             if allowed is None:
-                raise _HttpError(404, f"no route {path!r}; routes: GET /metrics, GET /status, POST /collateral")
+                raise HttpError(404, f"no route {path!r}; routes: {_ROUTE_LIST}")
             if method not in allowed:
-                raise _HttpError(405, f"{method} not allowed on {path}; use {', '.join(allowed)}",
+                raise HttpError(405, f"{method} not allowed on {path}; use {', '.join(allowed)}",
                                  [("Allow", ", ".join(allowed))])
             if path == "/metrics":
                 return self._prometheus(environ, start_response)
             if path == "/status":
-                return _json(start_response, 200, status_document(self.view))
-            return _json(start_response, 200, self._collateral(environ))
-        except _HttpError as exc:
+                return _json(start_response, 200, status_document(self.view, self.control))
+            if path == "/killswitch" and method == "GET":
+                return _json(start_response, 200, self._control().kill_switches())
+            body = self._body(environ)
+            if path == "/collateral":
+                return _json(start_response, 200, self._collateral(body))
+            if path == "/killswitch":
+                return _json(start_response, 200, self._kill_switch(body))
+            return _json(start_response, 200, self._what_if(body))
+        except HttpError as exc:
             return _json(start_response, exc.status, {"error": str(exc)}, exc.headers)
         except Exception as exc:
             log.exception("HTTP %s %s failed", method, path, extra={"event": "http_error", "path": path})
             return _json(start_response, 500, {"error": f"internal error: {type(exc).__name__}: {exc}"})
 
-    def _collateral(self, environ: dict[str, Any]) -> dict[str, Any]:
+    def _body(self, environ: dict[str, Any]) -> bytes:
+        """The JSON body of a POST (413 over ``max_body_bytes``, 415 not JSON)."""
         try:
             length = int(environ.get("CONTENT_LENGTH") or 0)
         except ValueError:
-            raise _HttpError(400, f"Content-Length: expected an integer, found {environ['CONTENT_LENGTH']!r}") from None
+            raise HttpError(400, f"Content-Length: expected an integer, found {environ['CONTENT_LENGTH']!r}") from None
         if length > self.max_body_bytes:
-            raise _HttpError(413, f"body: {length} bytes, the limit is {self.max_body_bytes}")
+            raise HttpError(413, f"body: {length} bytes, the limit is {self.max_body_bytes}")
         # Read before any other refusal: an unread body can reset the connection
         # before the client has read our answer.
         body = environ["wsgi.input"].read(length) if length > 0 else b""
         content_type = environ.get("CONTENT_TYPE", "").split(";")[0].strip().lower()
         if content_type != "application/json":
-            raise _HttpError(415, f"Content-Type: expected application/json, found {content_type or 'none'!r}")
-        account, cash = _parse_collateral(body)
+            raise HttpError(415, f"Content-Type: expected application/json, found {content_type or 'none'!r}")
+        return body
+
+    def _control(self) -> "PretradeControlView":
+        if self.control is None:
+            raise HttpError(404, "the pre-trade hook is not running on this daemon (no kill switches or what-if)")
+        return self.control
+
+    def _kill_switch(self, body: bytes) -> dict[str, Any]:
+        control = self._control()
+        command = parse_kill_switch(body)
+        try:
+            return control.set_kill_switch(command)
+        except KeyError as exc:
+            raise HttpError(404, f"field 'key': unknown {command.scope} {exc.args[0]!r}") from None
+        except ValueError as exc:
+            raise HttpError(400, str(exc)) from None
+
+    def _what_if(self, body: bytes) -> dict[str, Any]:
+        control = self._control()
+        request = parse_what_if(body)
+        return msgspec.structs.asdict(control.what_if(request))
+
+    def _collateral(self, body: bytes) -> dict[str, Any]:
+        account, cash = parse_collateral(body)
         try:
             self.view.set_collateral(account, cash)
         except KeyError:
-            raise _HttpError(404, f"field 'account': unknown account {account!r}") from None
+            raise HttpError(404, f"field 'account': unknown account {account!r}") from None
         except ValueError as exc:  # the daemon refused the value itself
-            raise _HttpError(400, f"field 'cash': {exc}") from None
+            raise HttpError(400, f"field 'cash': {exc}") from None
         log.info("collateral of %s set to %r", account, cash,
                  extra={"event": "collateral_set", "account": account, "cash": cash})
         return {"ok": True}
@@ -272,45 +329,14 @@ class HttpApi:
 
 # --------------------------------------------------------------------------- helpers
 
-def _parse_collateral(body: bytes) -> tuple[str, float]:
-    """(account, cash) from a ``POST /collateral`` body; ``_HttpError(400)`` naming
-    the field otherwise."""
-    if not body.strip():
-        raise _HttpError(400, 'body: expected a JSON object {"account": str, "cash": number}, found an empty body')
-    try:
-        payload = json.loads(body)
-    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError; nesting too deep
-        raise _HttpError(400, f"body: not valid JSON ({exc})") from None
-    if not isinstance(payload, dict):
-        raise _HttpError(400, f"body: expected a JSON object, found {type(payload).__name__}")
-    for field in ("account", "cash"):
-        if field not in payload:
-            raise _HttpError(400, f"field {field!r}: required")
-    unknown = sorted(set(payload) - {"account", "cash"})
-    if unknown:
-        raise _HttpError(400, f"field {unknown[0]!r}: unknown (expected only 'account' and 'cash')")
-    account, cash = payload["account"], payload["cash"]
-    if not isinstance(account, str) or not account:
-        raise _HttpError(400, f"field 'account': expected a non-empty string, found {account!r}")
-    # bool is an int in Python, and "true" as cash is surely a mistake.
-    if isinstance(cash, bool) or not isinstance(cash, (int, float)):
-        raise _HttpError(400, f"field 'cash': expected a number, found {cash!r}")
-    try:
-        value = float(cash)
-    except OverflowError:  # an integer literal beyond float range
-        value = math.inf
-    if not math.isfinite(value):
-        raise _HttpError(400, f"field 'cash': expected a finite number, found {cash!r}")
-    return account, value
-
-
-def status_document(view: DaemonView) -> dict[str, Any]:
+def status_document(view: DaemonView, control: "PretradeControlView | None" = None) -> dict[str, Any]:
     """The ``/status`` JSON object (JSON-valid: see :func:`to_json_value`)."""
     stages = {stage: msgspec.structs.asdict(stats) for stage, stats in view.stage_snapshot().items()}
     accounts = [{k: v for k, v in msgspec.structs.asdict(risk).items() if k != "stamps"} for risk in view.accounts()]
     alerts = [msgspec.structs.asdict(alert) for alert in view.alerts()]
+    kill_switches = control.kill_switches() if control is not None else None
     return to_json_value({"at_wall_time": time.time(), "stages": stages, "accounts": accounts, "alerts": alerts,
-                          "health": view.health()})
+                          "kill_switches": kill_switches, "health": view.health()})
 
 
 def to_json_value(value: Any) -> Any:

@@ -16,6 +16,13 @@ scrape (latencies in microseconds, over the recorder's window)::
     riskd_stage_breached{stage}                                      gauge, 1 = p99 over budget
     riskd_stage_anomalies_total{stage}                               counter (values not recorded)
 
+The pre-trade stage is also recorded per decision reason code (stages
+``pretrade:<reason>``, exported apart from the stage series)::
+
+    riskd_pretrade_latency_us{reason, quantile}   gauge (check received -> decision sent, us)
+    riskd_pretrade_latency_max_us{reason}         gauge
+    riskd_pretrade_decisions_total{reason}        counter (decisions since start, what-ifs included)
+
 A quantile of a stage with an empty window is NaN, as in a Prometheus summary.
 
 Account series (opt-in: :meth:`Metrics.add_account_source`), one per account, from
@@ -58,6 +65,7 @@ from prometheus_client.registry import Collector
 
 from actors.latency import BudgetBreach, StageRecorder, StageStats
 from actors.messages import AccountRisk
+from actors.pretrade_endpoint import REASON_STAGE_PREFIX
 from risk.tiers import Tier
 
 __all__ = ["Metrics", "StageCollector", "AccountCollector", "AlertCollector", "HealthCollector",
@@ -108,6 +116,7 @@ class StageCollector(Collector):
         # Declares the family names to the registry up front, so a counter or gauge
         # registered later under one of these names is refused instead of clashing.
         yield from self._families(["stage"])
+        yield from self._reason_families(["reason"])
 
     def collect(self) -> Iterator[Metric]:
         with self._lock:
@@ -115,6 +124,7 @@ class StageCollector(Collector):
         labelled = any(name for name, _ in sources)
         labels = ["stage", "source"] if labelled else ["stage"]
         latency, latency_max, count, window, budget, breached, anomalies = self._families(labels)
+        by_reason, by_reason_max, decisions = self._reason_families(["reason", "source"] if labelled else ["reason"])
         for name, snapshot in sources:
             try:
                 stats_by_stage = snapshot()
@@ -124,6 +134,14 @@ class StageCollector(Collector):
                 log.exception("stage snapshot failed", extra={"event": "metrics_source_error", "source": name})
                 continue
             for stage, stats in stats_by_stage.items():
+                if stage.startswith(REASON_STAGE_PREFIX):
+                    code = stage[len(REASON_STAGE_PREFIX):]
+                    reason = [code, name] if labelled else [code]
+                    for quantile, field in QUANTILES:
+                        by_reason.add_metric(reason + [quantile], getattr(stats, field))
+                    by_reason_max.add_metric(reason, stats.max_us)
+                    decisions.add_metric(reason, stats.count)
+                    continue
                 base = [stage, name] if labelled else [stage]
                 for quantile, field in QUANTILES:
                     latency.add_metric(base + [quantile], getattr(stats, field))
@@ -134,7 +152,21 @@ class StageCollector(Collector):
                     budget.add_metric(base, stats.budget_us)
                 breached.add_metric(base, 1.0 if stats.breached else 0.0)
                 anomalies.add_metric(base, stats.anomalies)
-        yield from (latency, latency_max, count, window, budget, breached, anomalies)
+        yield from (latency, latency_max, count, window, budget, breached, anomalies, by_reason, by_reason_max,
+                    decisions)
+
+    @staticmethod
+    def _reason_families(labels: list[str]) -> tuple[Metric, ...]:
+        # The pre-trade stage split by the decision's reason code (stages "pretrade:<reason>").
+        p = NAMESPACE + "_pretrade_"
+        return (
+            GaugeMetricFamily(p + "latency_us", "Pre-trade check latency (received -> decision sent) by reason "
+                              "code, quantile over the recent window (us).", labels=labels + ["quantile"]),
+            GaugeMetricFamily(p + "latency_max_us", "Pre-trade check latency maximum by reason code over the "
+                              "recent window (us).", labels=labels),
+            CounterMetricFamily(p + "decisions", "Pre-trade decisions by reason code since start (what-ifs "
+                                "included).", labels=labels),
+        )
 
     @staticmethod
     def _families(labels: list[str]) -> tuple[Metric, ...]:

@@ -3,8 +3,9 @@
 Actors: the liquidation actor (binds its AccountRisk subscription first), the
 market/pricing actor (unless the market is static), the position shards and the
 drop-copy ingest. The daemon process itself subscribes to AccountRisk
-(:class:`daemon.risk_view.RiskView`) and serves its HTTP port (``/metrics``,
-``/status``, collateral control).
+(:class:`daemon.risk_view.RiskView`), owns the kill-switch journal and the what-if
+client (:class:`daemon.pretrade_control.PretradeControl`) and serves its HTTP port
+(``/metrics``, ``/status``, collateral, kill switches, what-if).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from actors.ray_market import MarketSpec, market_actor_class
 from actors.ray_position import ShardSpec, position_actor_class
 from daemon.book import load_history_returns
 from daemon.config import ConfigError, RiskdConfig
+from daemon.pretrade_control import KILL_SWITCH_JOURNAL, PretradeControl, pretrade_endpoints, ray_broadcast
 from daemon.risk_view import RiskView
 from risk.instruments import InstrumentTable, MarketSnapshot
 
@@ -90,7 +92,8 @@ class Daemon:
         self.shard_endpoints = tuple(ipc_endpoint(f"events-{i}", run_dir) for i in range(settings.shards))
         replay_endpoints = tuple(ipc_endpoint(f"replay-{i}", run_dir) for i in range(settings.shards))
         #: The shards' pre-trade ROUTER endpoints, index = shard (actors.pretrade_client).
-        self.pretrade_endpoints = tuple(ipc_endpoint(f"pretrade-{i}", run_dir) for i in range(settings.shards))
+        self.pretrade_endpoints = pretrade_endpoints(run_dir, settings.shards)
+        kill_switch_journal = run_dir / KILL_SWITCH_JOURNAL
         position = position_actor_class(settings.max_restarts)
         self.positions = []
         for shard in range(settings.shards):
@@ -103,10 +106,15 @@ class Daemon:
                              cpus=settings.position_cpus[shard] if settings.position_cpus else (),
                              history_returns=history, market_endpoint=updates_endpoint, budgets=settings.latency,
                              replay_endpoint=replay_endpoints[shard], ingest_name=ingest_name,
-                             pretrade_endpoint=self.pretrade_endpoints[shard], pretrade=config.pretrade)
+                             pretrade_endpoint=self.pretrade_endpoints[shard], pretrade=config.pretrade,
+                             kill_switch_journal=str(kill_switch_journal))
             self.positions.append(position.remote(spec))
         self._actors += self.positions
         ray.get([p.health.remote() for p in self.positions])  # shards bound before ingest connects
+        #: Kill switches (journaled here, applied on every shard) and what-if checks.
+        self.pretrade_control = PretradeControl(kill_switch_journal, ray_broadcast(self.positions),
+                                                self.pretrade_endpoints,
+                                                accounts=self.account_ids, underlyings=table.underlying_ids)
         ingest = ingest_actor_class(settings.max_restarts).options(name=ingest_name)
         self.ingest = ingest.remote(IngestSpec(session=config.fix.drop_copy, shard_endpoints=self.shard_endpoints,
                                                state_dir=str(run_dir / "ingest"), replay_endpoints=replay_endpoints,
@@ -122,7 +130,8 @@ class Daemon:
         if http:
             from daemon.http_api import HttpApi
 
-            self.http = HttpApi(self.view, host=settings.http_host, port=settings.http_port)
+            self.http = HttpApi(self.view, host=settings.http_host, port=settings.http_port,
+                                control=self.pretrade_control)
             self.http.start()
             self.http.publish_url(run_dir)  # <run_dir>/http.url, for `riskd status -c CONFIG`
         log.info("riskd running: %d shards, AccountRisk on %s, HTTP %s", settings.shards, self.risk_endpoint,
@@ -163,16 +172,28 @@ class Daemon:
     def _pull_latency(self) -> list[bytes]:
         import ray
 
-        return ray.get([p.latency.remote() for p in self.positions], timeout=30)
+        # One shard at a time: a shard that is down (restarting) must not cost the
+        # others' deltas, which they handed over when asked and do not keep.
+        blobs = []
+        for index, ref in enumerate([p.latency.remote() for p in self.positions]):
+            try:
+                blobs.append(ray.get(ref, timeout=30))
+            except Exception as exc:
+                log.warning("latency of shard %d not available: %s", index, exc)
+        return blobs
 
     def health(self) -> dict[str, Any]:
         import ray
 
-        return {"ingest": ray.get(self.ingest.health.remote(), timeout=30),
-                "shards": ray.get([p.health.remote() for p in self.positions], timeout=30),
-                "market": ray.get(self.market_actor.health.remote(), timeout=30)
-                if self.market_actor is not None else None,
-                "liquidation": ray.get(self.liquidation.health.remote(), timeout=30)}
+        def get(ref: Any) -> Any:
+            try:
+                return ray.get(ref, timeout=30)
+            except Exception as exc:  # a restarting actor: say so, keep the others
+                return {"error": f"{type(exc).__name__}: {exc}"[:300]}
+        return {"ingest": get(self.ingest.health.remote()),
+                "shards": [get(p.health.remote()) for p in self.positions],
+                "market": get(self.market_actor.health.remote()) if self.market_actor is not None else None,
+                "liquidation": get(self.liquidation.health.remote())}
 
     def set_collateral(self, account: str, cash: float) -> None:
         """Set an account's cash or collateral (currency), in order with the drop copy."""
@@ -205,8 +226,13 @@ class Daemon:
         deadline = time.monotonic() + timeout_s
         while True:
             health = self.health()
-            routed = health["ingest"]["last_seq_per_shard"]
-            done = all(h["max_seq"] >= seq for h, seq in zip(health["shards"], routed))
+            routed = health["ingest"].get("last_seq_per_shard")
+            if routed is None:  # the ingest is restarting: not drained yet
+                if time.monotonic() > deadline:
+                    return False
+                time.sleep(0.05)
+                continue
+            done = all(h.get("max_seq", -1) >= seq for h, seq in zip(health["shards"], routed))
             if done or time.monotonic() > deadline:
                 return done
             time.sleep(0.05)
@@ -232,6 +258,7 @@ class Daemon:
             log.exception("drain or snapshot failed")
         if self.http is not None:
             self.http.stop()
+        self.pretrade_control.close()
         self.view.stop()
         self._risk_loop.stop()
         for actor in [a for a in self._actors if a is not self.ingest]:

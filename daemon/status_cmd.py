@@ -2,7 +2,8 @@
 
 One job: fetch the daemon's status document (see :mod:`daemon.http_api` for its
 fields and units) and print it for people (rich tables: latency per stage against
-the p99 budget, every account's margin, recent alerts, one health line) or, with
+the p99 budget, pre-trade decisions per reason code, the engaged kill switches,
+every account's margin, recent alerts, one health line) or, with
 ``--json``, as received.
 
 Where the daemon is (first that applies): ``--url``; with ``-c CONFIG``, the URL the
@@ -28,6 +29,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from actors.pretrade_endpoint import REASON_STAGE_PREFIX
 from daemon.http_api import URL_FILE
 
 __all__ = ["DEFAULT_URL", "StatusError", "resolve_url", "fetch_status", "render_status", "run_status"]
@@ -113,7 +115,12 @@ def render_status(document: Mapping[str, Any], out: TextIO, source: str = "") ->
     """Print a status document as rich tables (stages, accounts), alerts and health."""
     # A pipe gets no terminal width: rich would assume 80 columns and elide cells.
     console = Console(file=out, width=None if out.isatty() else 160, highlight=False)
-    console.print(_stage_table(document.get("stages") or {}, source))
+    stages = document.get("stages") or {}
+    console.print(_stage_table({k: v for k, v in stages.items() if not k.startswith(REASON_STAGE_PREFIX)}, source))
+    by_reason = {k[len(REASON_STAGE_PREFIX):]: v for k, v in stages.items() if k.startswith(REASON_STAGE_PREFIX)}
+    if by_reason:
+        console.print(_reason_table(by_reason))
+    console.print(_kill_switch_line(document.get("kill_switches")))
     console.print(_account_table(document.get("accounts") or []))
     alerts = document.get("alerts") or []
     if alerts:
@@ -133,6 +140,35 @@ def _stage_table(stages: Mapping[str, Mapping[str, Any]], source: str) -> Table:
                       _us(s.get("p999_us")), _us(s.get("budget_us")),
                       f"[bold red]{status}[/]" if status == "BREACH" else status)
     return table
+
+
+def _reason_table(by_reason: Mapping[str, Mapping[str, Any]]) -> Table:
+    table = Table(title="pre-trade decisions by reason code (latency in us)")
+    for name in ("reason", "decisions", "p50", "p99", "p99.9", "max"):
+        table.add_column(name, justify="left" if name == "reason" else "right")
+    for reason, s in sorted(by_reason.items(), key=lambda item: -int(item[1].get("count") or 0)):
+        table.add_row(escape(reason), str(s.get("count", 0)), _us(s.get("p50_us")), _us(s.get("p99_us")),
+                      _us(s.get("p999_us")), _us(s.get("max_us")))
+    return table
+
+
+def _kill_switch_line(switches: Mapping[str, Any] | None) -> str:
+    """``kill switches: ...``: every engaged switch with who, why and since when (UTC)."""
+    if switches is None:
+        return "kill switches: - (no pre-trade hook)"
+    engaged = ([switches["global"]] if switches.get("global") else []) + [
+        *(switches.get("accounts") or {}).values(), *(switches.get("underlyings") or {}).values()]
+    if not engaged:
+        return "kill switches: none engaged"
+    parts = []
+    for s in engaged:
+        since = s.get("since")
+        stamp = (dt.datetime.fromtimestamp(since, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+                 if isinstance(since, (int, float)) else "?")
+        where = "GLOBAL" if s.get("scope") == "global" else f"{s.get('scope')} {s.get('key')}"
+        parts.append(f"[bold red]{escape(where)}[/] by {escape(str(s.get('by') or '?'))} since {stamp}:"
+                     f" {escape(str(s.get('reason') or ''))}")
+    return "kill switches ENGAGED: " + "; ".join(parts)
 
 
 def _account_table(accounts: Sequence[Mapping[str, Any]]) -> Table:
