@@ -76,6 +76,10 @@ class PretradeSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, 
     commands ("" = ``killswitch.jsonl`` in the daemon's run_dir).
     ``im_tolerance``: currency; an order whose marginal IM is at most this adds no
     risk (absorbs rounding in the reduce-only and margin checks).
+    ``reservation_publish_s``: seconds; a reservation made or released changes only
+    the account's IM with orders (not its MM, equity or tier), so its AccountRisk
+    goes out at most this often per shard (the first at once), not after every
+    accepted order (0 = after every one).
     """
 
     limits: PretradeLimits = PretradeLimits()
@@ -86,9 +90,10 @@ class PretradeSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, 
     fail_open_accounts: tuple[str, ...] = ()
     kill_switch_journal: str = ""
     im_tolerance: NonNegative = 0.01
+    reservation_publish_s: NonNegative = 0.05
 
     def __post_init__(self) -> None:
-        _check_non_negative(self, ("stale_after_s", "reservation_ttl_s", "im_tolerance"))
+        _check_non_negative(self, ("stale_after_s", "reservation_ttl_s", "im_tolerance", "reservation_publish_s"))
         if self.timeout_us <= 0:
             raise ValueError(f"timeout_us: expected an integer > 0 (microseconds), found {self.timeout_us}")
         if any(not a for a in self.accounts):

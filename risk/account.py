@@ -144,6 +144,9 @@ class Account:
         #: Sum over positions of quantity x average price x multiplier (currency), kept
         #: per fill and recomputed exactly at each rebind, so equity needs no loop.
         self._cost = 0.0
+        #: Caches of the VaR profiles' what-if inputs (see initial_margin_with_orders, _order_var).
+        self._im_with_orders: float | None = None
+        self._last_order_var: tuple[RiskModel, int, float, float] | None = None
         self._bind_views(model)
 
     # ----- state changes -------------------------------------------------
@@ -284,7 +287,12 @@ class Account:
             return self.initial_margin()
         if self._scenario_only:
             return math.fsum(self._terms_all)
-        return initial_margin(method_margins(self.model, self._exposure, self.profile, self._reserve))
+        # VaR profiles: O(U^2 + D) per call, and the pre-trade hook asks before every
+        # order; every change of positions, orders or arrays clears it (_refresh_terms).
+        if self._im_with_orders is None:
+            self._im_with_orders = initial_margin(method_margins(self.model, self._exposure, self.profile,
+                                                                 self._reserve))
+        return self._im_with_orders
 
     def what_if(self, row: int, quantity: float) -> WhatIf:
         """IM with open orders before and after one more order of ``quantity`` contracts of ``row``.
@@ -367,7 +375,17 @@ class Account:
 
     # ----- internals ------------------------------------------------------
     def _order_var(self, row: int, quantity: float) -> float:
-        """Stand-alone parametric VaR of one order (currency)."""
+        """Stand-alone parametric VaR of one order (currency); the last one is kept, as
+        a what-if and the reservation of the same order follow each other."""
+        model = self.model
+        last = self._last_order_var
+        if last is not None and last[0] is model and last[1] == row and last[2] == quantity:
+            return last[3]
+        value = self._compute_order_var(row, quantity)
+        self._last_order_var = (model, row, quantity, value)
+        return value
+
+    def _compute_order_var(self, row: int, quantity: float) -> float:
         model = self.model
         dd = np.zeros(model.n_underlyings)
         dg = np.zeros(model.n_underlyings)
@@ -382,11 +400,13 @@ class Account:
     def _bind_views(self, model: RiskModel) -> None:
         # Positions + worst-case orders per scenario, kept summed so a what-if adds one
         # vector, not two; one view per underlying, sliced once.
+        self._im_with_orders = None
         self._combined = np.zeros(model.n_scenarios)
         self._combined_views = [self._combined[seg] for seg in model.segments]
         self._short_all = [0.0] * model.n_underlyings
 
     def _refresh_terms(self, u: int) -> None:
+        self._im_with_orders = None
         seg = self.model.segments[u]
         np.add(self._exposure.scenario[seg], self._reserve.scenario[seg], out=self._combined_views[u])
         self._short_all[u] = float(self._exposure.short_notional[u] + self._reserve.short_notional[u])

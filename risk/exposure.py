@@ -38,7 +38,7 @@ class Exposure:
     """
 
     __slots__ = ("scenario", "historical", "dollar_delta", "dollar_gamma", "short_notional", "quantity",
-                 "_open_rows", "_track_history")
+                 "_open_rows", "_track_history", "_pvar")
 
     def __init__(self, model: RiskModel, *, track_history: bool = True) -> None:
         """``track_history``: keep ``historical`` (O(D) per fill); off for profiles
@@ -53,9 +53,22 @@ class Exposure:
         #: Rows with a non-zero quantity, per underlying: a flat underlying's sums are
         #: reset to exact zeros, so rounding from many fills never outlives a position.
         self._open_rows: list[set[int]] = [set() for _ in range(model.n_underlyings)]
+        #: (model, parametric VaR) of the current sums: a what-if needs it twice, and
+        #: it only changes with a fill or new risk arrays.
+        self._pvar: tuple[RiskModel, float] | None = None
+
+    def parametric_var(self, model: RiskModel) -> float:
+        """Parametric VaR of these positions with ``model``'s covariance (currency), cached."""
+        cached = self._pvar
+        if cached is not None and cached[0] is model:
+            return cached[1]
+        value = parametric_var(model, self.dollar_delta, self.dollar_gamma)
+        self._pvar = (model, value)
+        return value
 
     def add(self, model: RiskModel, row: int, quantity: float) -> None:
         """Add ``quantity`` contracts (signed) of table ``row``: O(S_u + D)."""
+        self._pvar = None
         u = model.block_of[row]
         seg = model.segments[u]
         before = self.quantity[row]
@@ -84,6 +97,7 @@ class Exposure:
 
     def rebuild(self, model: RiskModel) -> None:
         """Recompute every sum from ``quantity`` (after new risk arrays): O(n S)."""
+        self._pvar = None
         q = self.quantity
         self.scenario = np.zeros(model.n_scenarios)
         for block, seg in zip(model.blocks, model.segments):
@@ -192,7 +206,7 @@ def method_margins(model: RiskModel, exposure: Exposure, profile: MarginProfile,
     if "scenario" in methods:
         scen = math.fsum(scenario_term(model, profile, exposure, u, reserve) for u in range(model.n_underlyings))
     if "parametric_var" in methods:
-        pvar = parametric_var(model, exposure.dollar_delta, exposure.dollar_gamma)
+        pvar = exposure.parametric_var(model)
         if reserve is not None:
             pvar += reserve.var
     if "historical_var" in methods:

@@ -278,3 +278,58 @@ def test_per_fill_summary_equals_the_full_report_and_a_cash_flow_ledger(book_par
         assert summary.margin_ratio == pytest.approx(report.margin_ratio, rel=1e-9, abs=1e-12)
         assert (summary.binding_underlying, summary.binding_scenario) == (report.binding_underlying,
                                                                           report.binding_scenario)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    steps=st.lists(st.tuples(st.sampled_from(["fill", "reserve", "release", "fill_order", "what_if", "rebind"]),
+                             st.sampled_from(ROWS), st.integers(-8, 8).filter(bool), st.integers(0, 3)),
+                   min_size=1, max_size=20),
+)
+def test_var_profile_caches_never_outlive_a_change(book_parts, steps) -> None:
+    """A VaR profile keeps its IM with orders and its last order VaR cached between
+    changes: after any fill, reservation, release or rebind, the figures equal those of
+    a fresh account holding the same positions and orders (nothing cached there)."""
+    table, market, params = book_parts
+    rng = np.random.default_rng(5)
+    returns = rng.multivariate_normal([0, 0], [[1e-4, 8e-5], [8e-5, 2e-4]], size=260)
+    models = [RiskModel(table, market, params, returns)]
+    profile = MarginProfile(methods=("scenario", "parametric_var", "historical_var"))
+    acct = Account("A", profile, models[0], 1e7)
+
+    def fresh() -> Account:
+        other = Account("B", profile, acct.model, 1e7)
+        for row, pos in acct.positions.items():
+            other.apply_fill(row, pos.quantity, pos.average_price)
+        for order in acct.orders.values():
+            other.reserve(order.order_id, order.row, order.quantity, order.limit_price)
+        return other
+
+    for n, (op, iid, qty, k) in enumerate(steps):
+        row = table.index[iid]
+        order_id = f"o{k}"
+        if op == "fill":
+            acct.apply_fill(row, float(qty), float(acct.model.valuation.mark[row]))
+        elif op == "reserve":
+            acct.reserve(order_id, row, float(qty), 1.0)
+        elif op == "release":
+            acct.release(order_id)
+        elif op == "fill_order" and order_id in acct.orders:
+            order = acct.orders[order_id]
+            acct.apply_fill(order.row, order.quantity / 2, 1.0, order_id=order_id)
+        elif op == "what_if":
+            acct.what_if(row, float(qty))
+        elif op == "rebind":
+            moved = msgspec.structs.replace(market, underlyings={
+                uid: msgspec.structs.replace(q, price=q.price * (1.0 + 0.01 * qty))
+                for uid, q in market.underlyings.items()})
+            acct.rebind(RiskModel(table, moved, params, returns))
+        reference = fresh()
+        assert acct.initial_margin_with_orders() == pytest.approx(reference.initial_margin_with_orders(),
+                                                                  rel=1e-9, abs=1e-6), (n, op)
+        assert acct.margin().methods == reference.margin().methods or all(
+            a == pytest.approx(b, rel=1e-9, abs=1e-6) for a, b in zip(
+                msgspec.structs.astuple(acct.margin().methods), msgspec.structs.astuple(reference.margin().methods)))
+        probe = acct.what_if(row, float(qty))
+        expected = reference.what_if(row, float(qty))
+        assert probe.initial_margin_after == pytest.approx(expected.initial_margin_after, rel=1e-9, abs=1e-6)

@@ -189,6 +189,34 @@ def test_delta_gamma_full_matrix_equals_diagonal_vector():
     assert a.var == pytest.approx(b.var, rel=1e-12)
 
 
+@settings(max_examples=200, deadline=None)
+@given(data=st.data(), n=st.integers(min_value=1, max_value=8), confidence=st.sampled_from([0.95, 0.99, 0.999]))
+def test_delta_gamma_small_path_equals_the_matrix_path(data, n, confidence):
+    # A diagonal G given as a vector takes the Python-float path (n <= SMALL_N); the
+    # same G as a full matrix takes the NumPy matrix path: every field must agree.
+    cov = data.draw(covariances(n))
+    d = data.draw(deltas(n))
+    g = data.draw(arrays(np.float64, (n,), elements=st.floats(-1e8, 1e8, **FINITE)))
+    small = delta_gamma_var(d, g, cov, confidence)
+    full = delta_gamma_var(d, np.diag(g), cov, confidence)
+    scale = max(abs(full.var), abs(full.mean), full.stdev, 1e-300)
+    assert abs(small.var - full.var) <= 1e-9 * scale
+    assert abs(small.mean - full.mean) <= 1e-9 * scale and abs(small.stdev - full.stdev) <= 1e-9 * scale
+    if full.stdev > 1e-6 * scale:  # skewness and kurtosis are ratios of the cumulants: only when defined
+        assert small.skewness == pytest.approx(full.skewness, rel=1e-7, abs=1e-9)
+        assert small.excess_kurtosis == pytest.approx(full.excess_kurtosis, rel=1e-7, abs=1e-9)
+
+
+def test_delta_gamma_small_path_rejects_bad_inputs():
+    cov = cov2(0.02, 0.015, 0.3)
+    with pytest.raises(ValueError, match="dollar_delta"):
+        delta_gamma_var([1.0, np.nan], [0.0, 0.0], cov, 0.99)
+    with pytest.raises(ValueError, match="dollar_gamma"):
+        delta_gamma_var([1.0, 2.0], [0.0, np.inf], cov, 0.99)
+    with pytest.raises(ValueError, match="shape"):
+        delta_gamma_var([1.0, 2.0, 3.0], [0.0, 0.0], cov, 0.99)
+
+
 def test_delta_gamma_one_factor_cumulants_by_hand():
     # P&L = delta r + gamma r^2 / 2, r ~ N(0, s^2):
     # mean = gamma s^2 / 2, var = delta^2 s^2 + gamma^2 s^4 / 2,
