@@ -52,13 +52,23 @@ class PositionService:
                  clock_ns: Callable[[], int] = time.monotonic_ns, market_endpoint: str | None = None,
                  model_builder: Callable[[MarketUpdate, RiskModel], RiskModel] | None = None,
                  replay_endpoint: str | None = None, recovering: bool = False,
-                 pretrade: tuple[str, PreTradeChecker, float] | None = None) -> None:
+                 pretrade: tuple[str, PreTradeChecker, float] | None = None,
+                 periodic: Callable[[], None] | None = None) -> None:
         """``replay_endpoint``: where the ingest sends this shard's past events after a
         restart; ``recovering``: hold live events until that replay has been applied
         (then apply the held ones that were not in it). ``pretrade``: (ROUTER
         endpoint, checker, client timeout in us) of the pre-trade hook, answered on
-        this thread."""
+        this thread. ``periodic``: called on this thread at each batch end and idle
+        tick (the snapshotter: it decides itself whether one is due).
+
+        Frames are applied in drop-copy order; a fill or order event (or collateral
+        change) below the shard's ``applied_seq`` is one it already holds (a replay
+        or catch-up overlapping what it applied) and is skipped; same-seq frames are
+        re-applied idempotently (ExecID dedup for fills, reservations set)."""
         self.shard = shard
+        self._periodic = periodic
+        #: Frames skipped as older than what the shard applied.
+        self.stale = 0
         self._clock_ns = clock_ns
         self.recorder = recorder or _NoRecorder()
         self._pull = bus.socket(zmq.PULL, events_endpoint, bind=True)
@@ -91,13 +101,18 @@ class PositionService:
         #: Highest drop-copy seq among the events received (drain checks compare it with the ingest's).
         self.max_seq = 0
         self._dirty: dict[str, Stamps] = {}
+        #: Accounts whose reservations changed, published when _reserved_due_ns comes.
+        self._reserved: set[str] = set()
+        self._reserved_due_ns = 0
+        self._reserved_every_ns = 0
         self.pretrade: PretradeEndpoint | None = None
         multipart: frozenset[zmq.Socket] = frozenset()
         if pretrade is not None:
             endpoint, checker, timeout_us = pretrade
             router = bus.socket(zmq.ROUTER, endpoint, bind=True)
-            self.pretrade = PretradeEndpoint(checker, router, self.recorder, self._mark_changed, timeout_us=timeout_us,
-                                             clock_ns=clock_ns)
+            self.pretrade = PretradeEndpoint(checker, router, self.recorder, self._mark_reserved,
+                                             timeout_us=timeout_us, clock_ns=clock_ns)
+            self._reserved_every_ns = int(checker.settings.reservation_publish_s * 1e9)
             handlers[router] = self.pretrade.on_request  # type: ignore[assignment]
             multipart = frozenset({router})
         self._loop = ReceiveLoop(handlers, name=f"shard-{shard.shard}", context=bus.context, on_batch_end=self._flush,
@@ -194,6 +209,10 @@ class PositionService:
                 self.max_seq = message.seq
             if message.seq <= after_seq:
                 return message
+            if message.seq < self.shard.applied_seq:
+                self.stale += 1
+                return message
+            self.shard.applied_seq = message.seq
             stamps = message.stamps
             stamps.received_ns = received
             fill = isinstance(message, FillMsg)
@@ -213,6 +232,9 @@ class PositionService:
                 self._emit(result)
             return message
         elif isinstance(message, CollateralMsg):
+            if message.seq < self.shard.applied_seq:
+                self.stale += 1
+                return message
             risk = self.shard.on_collateral(message)
             if live:
                 self._emit(risk)
@@ -234,20 +256,39 @@ class PositionService:
     def _mark_changed(self, account_id: str) -> None:
         self._dirty.setdefault(account_id, Stamps())
 
+    def _mark_reserved(self, account_id: str) -> None:
+        # A pre-trade reservation made or released: only IM with orders moved, so the
+        # account is republished with the next due flush (reservation_publish_s), not
+        # with a full margin recomputation after every accepted order.
+        self._reserved.add(account_id)
+
     def _on_idle(self) -> None:
         if self.pretrade is not None:  # reservation TTLs run out with no traffic too
             self._flush()
+        elif self._periodic is not None:
+            self._periodic()
 
     def _flush(self) -> None:
         """End of a burst: margin and AccountRisk for every account that changed in it."""
         if self.pretrade is not None:
             self.pretrade.sweep()
+        if self._periodic is not None:
+            self._periodic()
+        reserved_only: set[str] = set()
+        if self._reserved:
+            now = self._clock_ns()
+            if now >= self._reserved_due_ns:
+                reserved_only = self._reserved - self._dirty.keys()
+                for account_id in reserved_only:
+                    self._dirty[account_id] = Stamps()
+                self._reserved = set()
+                self._reserved_due_ns = now + self._reserved_every_ns
         if not self._dirty:
             return
         dirty, self._dirty = self._dirty, {}
         record = self.recorder.record
         for account_id, stamps in dirty.items():
-            risk = self.shard.risk(account_id, stamps)
+            risk = self.shard.risk(account_id, stamps, carry_driver=account_id in reserved_only)
             if stamps.received_ns:  # a drop-copy event's (not a pre-trade reservation's)
                 stamps.applied_ns = self._clock_ns()
                 record("position_update", stamps.received_ns, stamps.applied_ns)

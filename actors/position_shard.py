@@ -57,6 +57,9 @@ class PositionShard:
         self.applied_fills: set[tuple[str, str, str]] = set()
         self.duplicates = 0
         self.last_seq: dict[str, int] = {}
+        #: Highest drop-copy seq among the frames the shard's service applied (in order):
+        #: what a snapshot reflects and where a replay resumes (PositionService sets it).
+        self.applied_seq = 0
         self.explain_interval_s = explain_interval_s
         self._clock = clock
         #: account -> (monotonic s of the last full report, its top driver instrument,
@@ -159,14 +162,17 @@ class PositionShard:
         return HeldEvent(reason, message.exec_id, message.account, message.symbol, message.seq)
 
     # ----- margin ----------------------------------------------------------
-    def risk(self, account_id: str, stamps: Stamps, *, explain: bool = False) -> AccountRisk:
+    def risk(self, account_id: str, stamps: Stamps, *, explain: bool = False,
+             carry_driver: bool = False) -> AccountRisk:
         """The account's AccountRisk now (tier updated with hysteresis).
 
         Every figure is exact and current. The top driver (the position losing most
         in the binding scenario) needs the full per-position report, so it is
         refreshed when ``explain`` is set, when the tier or the binding scenario
         changes, or when the last refresh is older than ``explain_interval_s``; in
-        between it is carried over.
+        between it is carried over. ``carry_driver``: only open orders changed (a
+        pre-trade reservation), which moves no position: the driver is carried over
+        unless the tier changed or there is none yet.
         """
         account = self.accounts[account_id]
         try:
@@ -181,8 +187,8 @@ class PositionShard:
         now = self._clock()
         explained = self._explained.get(account_id)
         binding = (summary.binding_underlying, summary.binding_scenario)
-        if (explain or tier != account.tier or explained is None or explained[2] != binding
-                or now - explained[0] >= self.explain_interval_s):
+        if (explain or tier != account.tier or explained is None
+                or (not carry_driver and (explained[2] != binding or now - explained[0] >= self.explain_interval_s))):
             report = account.margin(top=1)
             explained = (now, report.top_contributors[0].instrument if report.top_contributors else "", binding)
             self._explained[account_id] = explained

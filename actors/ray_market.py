@@ -19,6 +19,7 @@ from typing import Any
 import msgspec
 import zmq
 
+from actors.gc_quiet import start_gc_freezer
 from actors.bus import Bus
 from actors.market_data import GbmMarket, GbmUnderlying, MarketState, ReplaySource, Tick
 from actors.market_service import LogLimiter, MarketService, ZmqTickSource
@@ -209,6 +210,7 @@ class MarketActorImpl:
                                      publish_interval_s=spec.publish_interval_s, wall_clock=wall_clock).start()
         if self.replay is not None:
             self.replay.start()
+        start_gc_freezer()  # no full collection in the middle of a repricing (actors/gc_quiet.py)
 
     @staticmethod
     def _simulator(spec: MarketSpec):

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from typing import Any
 
 import msgspec
 
 from actors.bus import Bus
+from actors.gc_quiet import gc_stats, start_gc_freezer
 from actors.kill_switch import KillSwitches
 from actors.pretrade_messages import KillSwitchCommand
 from actors.latency import LatencyBudgets, StageRecorder
@@ -27,6 +29,7 @@ from actors.pretrade_config import PretradeSettings
 from actors.position_service import PositionService
 from actors.position_shard import PositionShard
 from actors.ray_actor import actor_class
+from actors.snapshot import Snapshotter, capture_shard, read_snapshot, restore_shard, snapshot_path
 from risk.instruments import InstrumentTable, MarketSnapshot
 from risk.model import RiskModel
 from risk.params import InstrumentSpec, MarginParams, UnderlyingSpec
@@ -66,6 +69,10 @@ class ShardSpec(msgspec.Struct, frozen=True, kw_only=True):
     #: The pre-trade hook: this shard's ROUTER endpoint (None: no hook) and settings.
     pretrade_endpoint: str | None = None
     pretrade: PretradeSettings = PretradeSettings()
+    #: Durable state folder (actors.snapshot.DurabilitySettings.state_dir, resolved): the
+    #: shard's snapshot lives there (None: no snapshots; a restart rebuilds from seq 0).
+    state_dir: str | None = None
+    snapshot_interval_s: float = 10.0
     #: The daemon's kill-switch journal, replayed (read only) at start and at every
     #: restart; commands after that arrive through :meth:`PositionActorImpl.kill_switch`.
     kill_switch_journal: str | None = None
@@ -93,22 +100,66 @@ class PositionActorImpl:
             self.checker = PreTradeChecker(self.shard, spec.pretrade, switches,
                                            market_age=lambda u: self.service.market_age_s(u))
             pretrade = (spec.pretrade_endpoint, self.checker, spec.pretrade.timeout_us)
+        self.checker_or_none = self.checker if spec.pretrade_endpoint is not None else None
+        self.snapshotter: Snapshotter | None = None
+        self.restored_seq: int | None = None
+        if spec.state_dir is not None:
+            self._restore(spec)
         restarted = _restarted_by_ray()
-        recovering = restarted and spec.replay_endpoint is not None and spec.ingest_name is not None
+        # Without a state folder there is no journal to replay from: a restart starts empty.
+        recovering = (restarted and spec.replay_endpoint is not None and spec.ingest_name is not None
+                      and spec.state_dir is not None)
         self.service = PositionService(self.shard, self.bus, spec.events_endpoint, spec.risk_endpoints,
                                        bind_risk=False, recorder=self.recorder,
                                        market_endpoint=spec.market_endpoint, model_builder=self._build_model,
                                        replay_endpoint=spec.replay_endpoint, recovering=recovering,
-                                       pretrade=pretrade).start()
+                                       pretrade=pretrade,
+                                       periodic=self.snapshotter.maybe if self.snapshotter else None).start()
         self.restarted = restarted
+        if self.restored_seq is not None:
+            # Subscribers (the liquidation actor, the daemon's view) get every restored
+            # account's AccountRisk now, not at its next change.
+            self.service.update_model(self.shard.model, self.shard.model_version)
         if recovering:
             # Rebuild from the drop copy: the ingest sends every event it routed here so
             # far, then a marker; live events wait behind it (PositionService).
             import ray
 
-            ray.get_actor(spec.ingest_name).replay.remote(spec.shard)
-            log.warning("position shard %d restarted: replaying its drop-copy events", spec.shard)
+            ray.get_actor(spec.ingest_name).replay.remote(spec.shard, self.shard.applied_seq)
+            log.warning("position shard %d restarted: replaying its journaled events from seq %d", spec.shard,
+                        self.shard.applied_seq)
         log.info("position shard %d of %d up with %d accounts", spec.shard, spec.n_shards, len(spec.accounts))
+        start_gc_freezer()  # a full collection over the accounts' objects costs ~80 ms (actors/gc_quiet.py)
+
+    def _restore(self, spec: ShardSpec) -> None:
+        """Load the shard's latest snapshot (if any) and set up the periodic ones."""
+        path = snapshot_path(spec.state_dir, spec.shard)  # type: ignore[arg-type]
+        profiles = spec.params.profiles
+        snapshot = read_snapshot(path)
+        if snapshot is not None:
+            restore_shard(self.shard, snapshot, profiles, self.checker_or_none, source=str(path))
+            self.restored_seq = snapshot.applied_seq
+            age_s = (time.time_ns() - snapshot.written_unix_ns) / 1e9
+            log.warning("position shard %d restored from %s (seq %d, %.1f s old, %d accounts)", spec.shard, path,
+                        snapshot.applied_seq, age_s, len(snapshot.accounts))
+        self.snapshotter = Snapshotter(path, spec.snapshot_interval_s,
+                                       lambda: capture_shard(self.shard, profiles, self.checker_or_none))
+
+    def applied_seq(self) -> int:
+        """The drop-copy seq this shard has applied up to (read on its thread): where the
+        ingest's catch-up resumes."""
+        return self.service.read(lambda shard: shard.applied_seq, timeout_s=30.0)
+
+    def fill_keys(self) -> list[tuple[str, str, str]]:
+        """(trade date, ExecID, kind) of every fill applied (audit and recovery trials)."""
+        return self.service.read(lambda shard: list(shard.applied_fills), timeout_s=60.0)
+
+    def snapshot(self) -> int:
+        """Write a snapshot now (on the shard's thread); returns the seq it reflects."""
+        if self.snapshotter is None:
+            raise RuntimeError("this shard has no state folder")
+        snapshotter = self.snapshotter
+        return self.service.read(lambda shard: snapshotter.take().applied_seq, timeout_s=120.0)
 
     def _build_model(self, update: Any, previous: RiskModel) -> RiskModel:
         """The risk model of a MarketUpdate: only the changed underlyings repriced, unless full."""
@@ -127,8 +178,11 @@ class PositionActorImpl:
                 "market_version": self.service.market_version, "market_errors": self.service.market_errors,
                 "restarted": self.restarted, "recovering": self.service.recovering,
                 "replayed": self.service.replayed, "max_seq": self.service.max_seq,
+                "applied_seq": self.shard.applied_seq, "stale": self.service.stale,
+                "restored_seq": self.restored_seq,
+                "snapshots": self.snapshotter.written if self.snapshotter else 0,
                 "pretrade": self.service.pretrade.checker.state() if self.service.pretrade else None,
-                "affinity": sorted(os.sched_getaffinity(0))}
+                "affinity": sorted(os.sched_getaffinity(0)), "gc": gc_stats()}
 
     def positions(self) -> dict[str, dict[str, float]]:
         """Signed contracts per instrument per account (read on the shard's thread)."""
@@ -158,7 +212,14 @@ class PositionActorImpl:
         return self.recorder.encode()
 
     def stop(self) -> None:
+        """Stop the receive loop, then write the shutdown snapshot."""
         self.service.stop()
+        if self.snapshotter is not None:
+            try:
+                snapshot = self.snapshotter.take()
+                log.info("position shard %d: shutdown snapshot at seq %d", self.spec.shard, snapshot.applied_seq)
+            except Exception:
+                log.exception("position shard %d: shutdown snapshot failed", self.spec.shard)
         self.bus.close()
 
 

@@ -12,6 +12,10 @@
     riskd bench fix            FIX parse and session throughput, as JSON
     riskd bench pipeline       fills through FIX into the running daemon: latency, rate, loss, memory
     riskd bench pretrade       pre-trade check round trips against the running daemon, vs the zmq floor
+    riskd bench liquidation    breach -> NewOrderSingle on the wire, and planner time, as JSON
+    riskd bench recovery       journal append, restart with 1M journaled fills, kill -9 trials, as JSON
+    riskd bench fpga           FPGA overlay in simulation: cycles, errors, vs the software path, as JSON
+    riskd replay JOURNAL       positions and cash rebuilt offline from a drop-copy journal
 
 Exit codes: 0 success, 1 some input rows were bad, 2 the input could not be used.
 """
@@ -86,6 +90,18 @@ def _cmd_bench_pipeline(args: argparse.Namespace) -> int:
     return run_bench_pipeline(sys.stdout, options_from_args(args))
 
 
+def _cmd_bench_liquidation(args: argparse.Namespace) -> int:
+    from daemon.bench_liquidation import run_bench_liquidation
+
+    return run_bench_liquidation(sys.stdout, quick=args.quick)
+
+
+def _cmd_bench_fpga(args: argparse.Namespace) -> int:
+    from daemon.bench_fpga import run_bench_fpga
+
+    return run_bench_fpga(sys.stdout, quick=args.quick)
+
+
 def _cmd_bench_pretrade(args: argparse.Namespace) -> int:
     from daemon.bench_pretrade import options_from_args, run_bench_pretrade
 
@@ -100,6 +116,23 @@ def _cmd_run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     book, _ = load_book(args.market)
     return run_until_signalled(config, book.market, address=args.address)
+
+
+def _cmd_replay(args: argparse.Namespace) -> int:
+    from daemon.replay_cmd import run_replay
+    from fix.journal import JournalError
+
+    try:
+        return run_replay(args.journal, args.config, args.market, args.json, sys.stdout)
+    except JournalError as exc:
+        print(f"riskd: {exc}", file=sys.stderr)
+        return 2
+
+
+def _cmd_bench_recovery(args: argparse.Namespace) -> int:
+    from daemon.bench_recovery import options_from_args, run_bench_recovery
+
+    return run_bench_recovery(sys.stdout, options_from_args(args))
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
@@ -139,6 +172,15 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="print the daemon's /status JSON as received")
     status.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for the daemon (default 5)")
     status.set_defaults(func=_cmd_status)
+
+    replay = sub.add_parser("replay", help="rebuild positions and cash offline from a drop-copy journal (audit)")
+    replay.add_argument("journal", help="journal folder (<state_dir>/journal/<Sender>-<Target>)")
+    replay.add_argument("-c", "--config", default="builtin:default.toml", help="riskd config: accounts, cash,"
+                        " instruments (default builtin:default.toml)")
+    replay.add_argument("--market", default="builtin:demo_book.toml", help="book whose market snapshot"
+                        " builds the shard (positions and cash do not depend on it)")
+    replay.add_argument("--json", action="store_true", help="print one JSON object")
+    replay.set_defaults(func=_cmd_replay)
 
     price = sub.add_parser("price", help="option values and Greeks for a CSV file")
     price.add_argument("file", help="CSV with columns type,spot,strike,rate,dividend,time,vol[,model]")
@@ -193,6 +235,27 @@ def build_parser() -> argparse.ArgumentParser:
     pretrade.add_argument("--var-every", type=int, default=None,
                           help="every n-th account on the VaR profile (default 10, as bench pipeline; 0: none)")
     pretrade.set_defaults(func=_cmd_bench_pretrade)
+    recovery = bench_sub.add_parser("recovery", help="journal append per fsync policy, restart-to-serving with"
+                                    " 1,000,000 journaled fills, kill -9 trials (lost and doubled fills)")
+    recovery.add_argument("--json", action="store_true", help="print one JSON object (the default output too)")
+    recovery.add_argument("--quick", action="store_true", help="small sizes (smoke run)")
+    recovery.add_argument("--fills", type=int, default=None, help="journaled fills for recovery_s_1m"
+                          " (default 1000000)")
+    recovery.add_argument("--trial-reports", type=int, default=None, help="reports per kill trial stream"
+                          " (default 140000, about 100,000 fills)")
+    recovery.add_argument("--kills", type=int, default=None, help="kills per trial kind (default 10)")
+    recovery.add_argument("--kinds", default=None, help="comma list of daemon,position,ingest (default all)")
+    recovery.set_defaults(func=_cmd_bench_recovery)
+    liquidation = bench_sub.add_parser("liquidation", help="AccountRisk crossing the liquidation tier -> NewOrderSingle"
+                                       " bytes on the execution socket; planner time for 50 and 500 positions")
+    liquidation.add_argument("--json", action="store_true", help="print one JSON object (the default output too)")
+    liquidation.add_argument("--quick", action="store_true", help="small sizes (smoke run)")
+    liquidation.set_defaults(func=_cmd_bench_liquidation)
+    fpga = bench_sub.add_parser("fpga", help="FPGA overlay (simulated): Greeks and risk filter cycles, errors,"
+                                " vs the software path's measured times")
+    fpga.add_argument("--json", action="store_true", help="print one JSON object (the default output too)")
+    fpga.add_argument("--quick", action="store_true", help="small sizes (smoke run)")
+    fpga.set_defaults(func=_cmd_bench_fpga)
     return parser
 
 

@@ -17,7 +17,9 @@ import msgspec
 from msgspec import Meta
 
 from actors.latency_stages import LatencyBudgets
+from actors.liquidation_config import LiquidationSettings
 from actors.pretrade_config import PretradeSettings
+from actors.snapshot import DurabilitySettings
 from daemon.config_errors import ConfigError, explain
 from fix.settings import SessionSettings
 from risk.instruments import InstrumentTable, ReferenceDataError
@@ -94,7 +96,9 @@ class RiskdConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
     ``history``: optional price-history file (CSV or Parquet, see risk.history) for
     VaR, relative to the config file's folder. ``fix``: the FIX sessions.
     ``pretrade``: the pre-trade hook's limits, staleness bound, reservation TTL and
-    client timeout (actors/pretrade_config.py).
+    client timeout (actors/pretrade_config.py). ``durability``: the drop-copy
+    journal's fsync policy, the state folder and the snapshot interval
+    (actors/snapshot.py).
     """
 
     margin: MarginParams
@@ -105,6 +109,9 @@ class RiskdConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
     accounts: tuple[AccountSpec, ...] = ()
     history: str | None = None
     pretrade: PretradeSettings = PretradeSettings()
+    durability: DurabilitySettings = DurabilitySettings()
+    #: The liquidation engine (actors/liquidation_config.py).
+    liquidation: LiquidationSettings = LiquidationSettings()
 
 
 def read_toml(path: str | Path) -> tuple[dict[str, Any], str, Path]:
@@ -154,6 +161,12 @@ def check_references(config: RiskdConfig, source: str) -> InstrumentTable:
         dup = next(a for a in ids if ids.count(a) > 1)
         raise ConfigError(source, "accounts", f"account id {dup!r} is defined twice")
     _check_instruments(config, source)
+    tiers = margin.tiers
+    if config.liquidation.planner.target_ratio >= tiers.partial_liquidation - tiers.hysteresis:
+        raise ConfigError(source, "liquidation.planner.target_ratio",
+                          f"expected below margin.tiers.partial_liquidation - hysteresis"
+                          f" ({tiers.partial_liquidation - tiers.hysteresis:g}), found"
+                          f" {config.liquidation.planner.target_ratio:g}")
     try:
         return InstrumentTable(config.underlyings, config.instruments)
     except ReferenceDataError as exc:

@@ -45,6 +45,11 @@ Alert and health series (opt-in: :meth:`Metrics.add_alert_source`,
                                                             daemon's health dict, booleans as 0/1; units
                                                             are the actor's: mostly counts)
 
+Liquidation series (opt-in: :meth:`Metrics.add_liquidation_source`), from the
+liquidation actor's ``metrics()`` at each scrape: ``riskd_liquidation_<key>``, a
+counter for keys ending in ``_total`` (rounds, orders, fills, margin calls...),
+a gauge otherwise (accounts per tier, ``dry_run`` and ``execution_logged_on`` 0/1).
+
 In ``riskd_health_value`` a leaf at path ``shards -> 0 -> received`` has
 ``actor="shards.0"`` and ``field="received"`` (the path up to the leaf, dotted).
 """
@@ -310,6 +315,36 @@ class HealthCollector(Collector):
                                  "(booleans as 0/1).", labels=["actor", "field"])
 
 
+class LiquidationCollector(Collector):
+    """``riskd_liquidation_<key>``: the liquidation actor's flat counters and gauges
+    (``ray_liquidation.LiquidationActorImpl.metrics``): a key ending in ``_total`` is
+    a counter, any other a gauge (counts of accounts, 0/1 flags)."""
+
+    def __init__(self, source: Callable[[], Mapping[str, Any]]) -> None:
+        self._source = source
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())  # the keys are the engine's: known at scrape time only
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            values = self._source()
+        except Exception:
+            log.exception("liquidation source failed",
+                          extra={"event": "metrics_source_error", "source": "liquidation"})
+            values = {}
+        for key, value in sorted(values.items()):
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not key.isidentifier():
+                continue
+            name = f"{NAMESPACE}_liquidation_{key}"
+            if key.endswith("_total"):
+                family: Metric = CounterMetricFamily(name[:-len("_total")], f"Liquidation engine: {key}.")
+            else:
+                family = GaugeMetricFamily(name, f"Liquidation engine: {key}.")
+            family.add_metric([], float(value))
+            yield family
+
+
 def _numeric_leaves(node: Any, path: tuple[str, ...]) -> Iterator[tuple[tuple[str, ...], float]]:
     """(path, value) of every bool or real-number leaf under ``node`` (depth first)."""
     if isinstance(node, Mapping):
@@ -361,6 +396,10 @@ class Metrics:
     def add_health_source(self, source: Callable[[], Mapping[str, Any]]) -> None:
         """Export ``riskd_health_value`` from ``source()`` (the daemon's health dict)."""
         self._register_once("health", HealthCollector(source))
+
+    def add_liquidation_source(self, source: Callable[[], Mapping[str, Any]]) -> None:
+        """Export ``riskd_liquidation_<key>`` from ``source()`` (the liquidation actor's metrics)."""
+        self._register_once("liquidation", LiquidationCollector(source))
 
     def _register_once(self, kind: str, collector: Collector) -> None:
         with self._lock:

@@ -2,8 +2,8 @@
 
 One job: :class:`PretradeControl`. Kill switches are set and cleared here (the
 control API: ``POST /killswitch``, ``riskd kill-switch``): each command is
-journaled first (``<run_dir>/killswitches.jsonl``, fsynced: the daemon is the
-journal's one writer), then sent to every position shard, which applies it on
+journaled first (``pretrade.kill_switch_journal``, by default
+``<run_dir>/killswitch.jsonl``, fsynced: the daemon is the journal's one writer), then sent to every position shard, which applies it on
 its own thread between two checks. A shard that Ray restarts replays the same
 journal at start, so a command is never lost to a shard that was down when it
 was sent. What-if checks (``POST /what-if``, ``riskd check``) go to the account's
@@ -26,8 +26,6 @@ from actors.pretrade_messages import CheckRequest, Decision, KillSwitchCommand
 
 log = logging.getLogger("riskd.pretrade")
 
-#: File name of the kill-switch journal in the daemon's run_dir.
-KILL_SWITCH_JOURNAL = "killswitches.jsonl"
 #: Budget of a what-if check (us): people and other systems ask, not the OMS's hot
 #: path, so a shard busy with a burst is waited for rather than failed.
 WHAT_IF_TIMEOUT_US = 1_000_000.0

@@ -10,6 +10,7 @@ client (:class:`daemon.pretrade_control.PretradeControl`) and serves its HTTP po
 
 from __future__ import annotations
 
+import collections
 import json
 import logging
 import os
@@ -19,6 +20,7 @@ from typing import Any, Callable, TextIO
 
 import zmq
 
+from actors.gc_quiet import start_gc_freezer
 from actors.bus import Bus, ReceiveLoop, default_run_dir, ipc_endpoint
 from actors.position_shard import shard_of
 from actors.market_data import GbmUnderlying
@@ -28,7 +30,7 @@ from actors.ray_market import MarketSpec, market_actor_class
 from actors.ray_position import ShardSpec, position_actor_class
 from daemon.book import load_history_returns
 from daemon.config import ConfigError, RiskdConfig
-from daemon.pretrade_control import KILL_SWITCH_JOURNAL, PretradeControl, pretrade_endpoints, ray_broadcast
+from daemon.pretrade_control import PretradeControl, pretrade_endpoints, ray_broadcast
 from daemon.risk_view import RiskView
 from risk.instruments import InstrumentTable, MarketSnapshot
 
@@ -72,20 +74,36 @@ class Daemon:
         settings = config.daemon
         self.run_dir = run_dir = Path(settings.run_dir) if settings.run_dir else default_run_dir()
         run_dir.mkdir(parents=True, exist_ok=True)
+        durability = config.durability
+        #: Durable state (journal, ExecID store, shard snapshots, liquidation): a daemon
+        #: started on an existing folder recovers from it (actors.snapshot).
+        self.state_dir = state_dir = Path(durability.state_dir) if durability.state_dir else run_dir / "state"
+        for sub in ("ingest", "shards", "liquidation"):
+            (state_dir / sub).mkdir(parents=True, exist_ok=True)
         self.risk_endpoint = ipc_endpoint("account-risk", run_dir)
         self.account_ids = frozenset(a.id for a in config.accounts)
         # Subscribers bind before any shard exists, so no early AccountRisk is published
         # into a socket nobody listens on yet.
         self.bus = Bus(zmq.Context())
         self.risk_socket = self.bus.socket(zmq.SUB, self.risk_endpoint, bind=True)
+        # Read from the start: a bound SUB attaches a connecting PUB (and sends it the
+        # subscription) only when its own thread enters libzmq, so a SUB left unread
+        # while the actors start lost every AccountRisk published meanwhile (measured:
+        # a drop-copy burst during start-up reached the liquidation actor, not us).
+        # Frames that come before the view exists are kept and given to it first.
+        self._listeners: list[Callable[[bytes], None]] = []
+        self._early_frames: collections.deque[bytes] = collections.deque(maxlen=100_000)
+        self._view_attached = False
+        self._risk_loop = ReceiveLoop({self.risk_socket: self._on_risk_frame}, name="risk-view",
+                                      context=self.bus.context).start()
         self._actors: list[Any] = []
         liquidation_endpoint = ipc_endpoint("account-risk-liquidation", run_dir)
-        self.liquidation = liquidation_actor_class(settings.max_restarts).remote(
-            LiquidationSpec(risk_endpoint=liquidation_endpoint, cpus=settings.liquidation_cpus))
-        self._actors.append(self.liquidation)
-        ray.get(self.liquidation.health.remote())
         table = InstrumentTable(config.underlyings, config.instruments)
         history = load_history_returns(config, table)
+        self.liquidation = liquidation_actor_class(settings.max_restarts).remote(
+            self._liquidation_spec(config, market, history, liquidation_endpoint))
+        self._actors.append(self.liquidation)
+        ray.get(self.liquidation.health.remote())
         self.market_actor = self._start_market(config, market, table, run_dir)
         updates_endpoint = self._updates_endpoint
         ingest_name = f"riskd-ingest-{os.getpid()}-{id(self):x}"
@@ -93,7 +111,7 @@ class Daemon:
         replay_endpoints = tuple(ipc_endpoint(f"replay-{i}", run_dir) for i in range(settings.shards))
         #: The shards' pre-trade ROUTER endpoints, index = shard (actors.pretrade_client).
         self.pretrade_endpoints = pretrade_endpoints(run_dir, settings.shards)
-        kill_switch_journal = run_dir / KILL_SWITCH_JOURNAL
+        kill_switch_journal = config.pretrade.journal_path(run_dir)
         position = position_actor_class(settings.max_restarts)
         self.positions = []
         for shard in range(settings.shards):
@@ -107,35 +125,67 @@ class Daemon:
                              history_returns=history, market_endpoint=updates_endpoint, budgets=settings.latency,
                              replay_endpoint=replay_endpoints[shard], ingest_name=ingest_name,
                              pretrade_endpoint=self.pretrade_endpoints[shard], pretrade=config.pretrade,
-                             kill_switch_journal=str(kill_switch_journal))
-            self.positions.append(position.remote(spec))
+                             kill_switch_journal=str(kill_switch_journal),
+                             state_dir=str(state_dir) if durability.journal else None,
+                             snapshot_interval_s=durability.snapshot_interval_s)
+            self.positions.append(position.options(name=f"{ingest_name}-shard-{shard}").remote(spec))
         self._actors += self.positions
-        ray.get([p.health.remote() for p in self.positions])  # shards bound before ingest connects
+        # The ingest starts while the shards load (its ExecID store and journal tail take
+        # seconds on a big state folder); it asks each shard for its applied seq, so it
+        # connects the drop copy only once they are up.
+        ingest = ingest_actor_class(settings.max_restarts).options(name=ingest_name)
+        self.ingest = ingest.remote(IngestSpec(session=config.fix.drop_copy, shard_endpoints=self.shard_endpoints,
+                                               state_dir=str(state_dir / "ingest"), replay_endpoints=replay_endpoints,
+                                               cpus=settings.ingest_cpus, **self._journal_fields(ingest_name)))
+        self._actors.append(self.ingest)
+        ray.get([p.health.remote() for p in self.positions])
+        ray.get(self.liquidation.attach_positions.remote(self.positions))  # it reads accounts from them
         #: Kill switches (journaled here, applied on every shard) and what-if checks.
         self.pretrade_control = PretradeControl(kill_switch_journal, ray_broadcast(self.positions),
                                                 self.pretrade_endpoints,
                                                 accounts=self.account_ids, underlyings=table.underlying_ids)
-        ingest = ingest_actor_class(settings.max_restarts).options(name=ingest_name)
-        self.ingest = ingest.remote(IngestSpec(session=config.fix.drop_copy, shard_endpoints=self.shard_endpoints,
-                                               state_dir=str(run_dir / "ingest"), replay_endpoints=replay_endpoints,
-                                               cpus=settings.ingest_cpus))
-        self._actors.append(self.ingest)
         ray.get(self.ingest.health.remote())
+        start_gc_freezer()  # the AccountRisk reader records end_to_end: no full collection there either
         self.view = RiskView(settings.latency, pull_latency=self._pull_latency, pull_health=self.health,
                              collateral=self.set_collateral, out=out).start()
-        self._listeners: list[Callable[[bytes], None]] = [self.view.on_frame]
-        self._risk_loop = ReceiveLoop({self.risk_socket: self._on_risk_frame}, name="risk-view",
-                                      context=self.bus.context).start()
+        self._risk_loop.call_soon(self._attach_view)
         self.http = None
         if http:
             from daemon.http_api import HttpApi
 
             self.http = HttpApi(self.view, host=settings.http_host, port=settings.http_port,
                                 control=self.pretrade_control)
+            self.http.metrics.add_liquidation_source(self.liquidation_metrics)
             self.http.start()
             self.http.publish_url(run_dir)  # <run_dir>/http.url, for `riskd status -c CONFIG`
         log.info("riskd running: %d shards, AccountRisk on %s, HTTP %s", settings.shards, self.risk_endpoint,
                  self.http.url if self.http else "off")
+
+    def _liquidation_spec(self, config: RiskdConfig, market: MarketSnapshot, history: Any,
+                          endpoint: str) -> LiquidationSpec:
+        """The liquidation actor's spec: orders go to ``fix.execution`` only when
+        ``liquidation.dry_run`` is false (a live engine needs that session)."""
+        settings = config.daemon
+        execution = None if config.liquidation.dry_run else config.fix.execution
+        if execution is None and not config.liquidation.dry_run:
+            raise ConfigError("config", "fix.execution", "required when liquidation.dry_run is false")
+        return LiquidationSpec(
+            risk_endpoint=endpoint, cpus=settings.liquidation_cpus, settings=config.liquidation,
+            params=config.margin, underlyings=config.underlyings, instruments=config.instruments, market=market,
+            accounts={a.id: a.profile for a in config.accounts}, history_returns=history, execution=execution,
+            state_dir=str(self.state_dir), n_shards=settings.shards, budgets=settings.latency,
+            market_endpoint=None if settings.market == "static" else ipc_endpoint("market-updates", self.run_dir))
+
+    def _journal_fields(self, ingest_name: str) -> dict[str, Any]:
+        """The ingest's journal folder and settings, and the shards' Ray names (catch-up)."""
+        durability = self.config.durability
+        if not durability.journal:
+            return {}
+        session = self.config.fix.drop_copy
+        assert session is not None
+        folder = self.state_dir / "journal" / f"{session.sender_comp_id}-{session.target_comp_id}"
+        return {"journal_dir": str(folder), "journal": durability.journal_settings(),
+                "shard_names": tuple(f"{ingest_name}-shard-{i}" for i in range(self.config.daemon.shards))}
 
     def _start_market(self, config: RiskdConfig, market: MarketSnapshot, table: InstrumentTable,
                       run_dir: Path) -> Any:
@@ -162,9 +212,20 @@ class Daemon:
     def add_risk_listener(self, listener: Callable[[bytes], None]) -> None:
         """Also call ``listener(frame)`` with every AccountRisk/HeldEvent frame (on the
         subscriber thread: keep it short)."""
-        self._listeners.append(listener)
+        # On the subscriber thread, after the view (queued first): frames stay in order.
+        self._risk_loop.call_soon(lambda: self._listeners.append(listener))
+
+    def _attach_view(self) -> None:
+        # On the subscriber thread: the frames kept so far first, in order.
+        while self._early_frames:
+            self.view.on_frame(self._early_frames.popleft())
+        self._listeners.insert(0, self.view.on_frame)
+        self._view_attached = True
 
     def _on_risk_frame(self, frame: bytes) -> None:
+        if not self._view_attached:
+            self._early_frames.append(frame)
+            return
         for listener in self._listeners:
             listener(frame)
 
@@ -180,6 +241,10 @@ class Daemon:
                 blobs.append(ray.get(ref, timeout=30))
             except Exception as exc:
                 log.warning("latency of shard %d not available: %s", index, exc)
+        try:  # its liquidation_decision stage
+            blobs.append(ray.get(self.liquidation.latency.remote(), timeout=30))
+        except Exception as exc:
+            log.warning("latency of the liquidation actor not available: %s", exc)
         return blobs
 
     def health(self) -> dict[str, Any]:
@@ -194,6 +259,16 @@ class Daemon:
                 "shards": [get(p.health.remote()) for p in self.positions],
                 "market": get(self.market_actor.health.remote()) if self.market_actor is not None else None,
                 "liquidation": get(self.liquidation.health.remote())}
+
+    def liquidation_metrics(self) -> dict[str, Any]:
+        """The liquidation actor's counters and gauges (riskd_liquidation_<key>); {} while it restarts."""
+        import ray
+
+        try:
+            return ray.get(self.liquidation.metrics.remote(), timeout=10)
+        except Exception as exc:
+            log.warning("liquidation metrics not available: %s", exc)
+            return {}
 
     def set_collateral(self, account: str, cash: float) -> None:
         """Set an account's cash or collateral (currency), in order with the drop copy."""

@@ -365,6 +365,16 @@ class Account:
             binding_scenario=binding_label, top_contributors=tuple(contributors),
         )
 
+    def scenario_with_orders(self, u: int) -> tuple[np.ndarray, float, float]:
+        """Read-only view of underlying ``u``'s what-if inputs (for the FPGA risk filter).
+
+        Returns (the scenario P&L of positions plus open orders on their worst side,
+        currency per scenario, a copy; that underlying's scenario margin term with
+        orders, currency; its short-option notional with orders, currency before the
+        profile's short_option_minimum rate). :meth:`what_if` starts from these.
+        """
+        return self._combined_views[u].copy(), float(self._terms_all[u]), float(self._short_all[u])
+
     def quantities(self) -> np.ndarray:
         """Signed held contracts per table row (a copy), for stress and audit."""
         return self._exposure.quantity.copy()

@@ -60,7 +60,7 @@ def test_kill_switch_and_what_if_from_the_command_line_survive_a_shard_restart(t
         assert code == 0 and "engaged" in out and "applied on 2 shards" in out
         code, out = _check(capsys, config_path)
         assert code == 1 and "kill_switch_account" in out and "test halt" in out and "pytest" in out
-        assert (tmp_path / "run" / "killswitches.jsonl").read_text().count('"engaged":true') == 1
+        assert (tmp_path / "run" / "killswitch.jsonl").read_text().count('"engaged":true') == 1
 
         # Ray restarts the account's shard: it replays the journal and still refuses.
         from actors.position_shard import shard_of
