@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Callable
+from typing import Any, Callable
 
 import msgspec
 import zmq
@@ -42,7 +42,8 @@ class PretradeEndpoint:
 
     def __init__(self, checker: PreTradeChecker, socket: zmq.Socket, recorder: object,
                  mark_changed: Callable[[str], None], *, timeout_us: float,
-                 clock_ns: Callable[[], int] = time.monotonic_ns, sweep_interval_s: float = 0.1) -> None:
+                 clock_ns: Callable[[], int] = time.monotonic_ns, sweep_interval_s: float = 0.1,
+                 fpga: Any = None) -> None:
         self.checker = checker
         self.socket = socket
         self._record = recorder.record  # type: ignore[attr-defined]
@@ -53,6 +54,8 @@ class PretradeEndpoint:
         self._next_sweep = 0
         self.requests = 0
         self.late = 0
+        #: The FPGA path beside the software hook (actors.fpga_shadow.FpgaPath), if any.
+        self.fpga: Any = fpga
 
     def on_request(self, frames: list[bytes]) -> None:
         received = self._clock_ns()
@@ -72,7 +75,12 @@ class PretradeEndpoint:
                                                f"timeout ({(received - request.sent_ns) / 1000:.0f} us > "
                                                f"{budget_ns / 1000:.0f} us): not checked", received)
             else:
+                fpga = self.fpga
+                record = (fpga.before_check(self.checker.shard.accounts.get(request.account), request,
+                                            self.checker.kill_switches) if fpga is not None else None)
                 decision = self.checker.check(request, received)
+                if record is not None:
+                    fpga.after_check(record, decision)  # type: ignore[union-attr]
                 if decision.accepted and not request.what_if:
                     self._mark_changed(request.account)
         decision.decided_ns = self._clock_ns()

@@ -20,6 +20,7 @@ from typing import Any
 import msgspec
 
 from actors.bus import Bus
+from actors.fpga_shadow import FpgaPath, FpgaSettings
 from actors.gc_quiet import gc_stats, start_gc_freezer
 from actors.kill_switch import KillSwitches
 from actors.pretrade_messages import KillSwitchCommand
@@ -76,6 +77,8 @@ class ShardSpec(msgspec.Struct, frozen=True, kw_only=True):
     #: The daemon's kill-switch journal, replayed (read only) at start and at every
     #: restart; commands after that arrive through :meth:`PositionActorImpl.kill_switch`.
     kill_switch_journal: str | None = None
+    #: The FPGA overlay beside the pre-trade hook (actors.fpga_shadow).
+    fpga: FpgaSettings = FpgaSettings()
 
 
 class PositionActorImpl:
@@ -115,6 +118,9 @@ class PositionActorImpl:
                                        replay_endpoint=spec.replay_endpoint, recovering=recovering,
                                        pretrade=pretrade,
                                        periodic=self.snapshotter.maybe if self.snapshotter else None).start()
+        self.fpga: FpgaPath | None = None
+        if self.service.pretrade is not None:
+            self.fpga = self.service.pretrade.fpga = FpgaPath.open(spec.fpga, spec.pretrade)
         self.restarted = restarted
         if self.restored_seq is not None:
             # Subscribers (the liquidation actor, the daemon's view) get every restored
@@ -182,7 +188,8 @@ class PositionActorImpl:
                 "restored_seq": self.restored_seq,
                 "snapshots": self.snapshotter.written if self.snapshotter else 0,
                 "pretrade": self.service.pretrade.checker.state() if self.service.pretrade else None,
-                "affinity": sorted(os.sched_getaffinity(0)), "gc": gc_stats()}
+                "affinity": sorted(os.sched_getaffinity(0)), "gc": gc_stats(),
+                "fpga": self.fpga.state() if self.fpga is not None else None}
 
     def positions(self) -> dict[str, dict[str, float]]:
         """Signed contracts per instrument per account (read on the shard's thread)."""
@@ -214,6 +221,8 @@ class PositionActorImpl:
     def stop(self) -> None:
         """Stop the receive loop, then write the shutdown snapshot."""
         self.service.stop()
+        if self.fpga is not None:
+            self.fpga.stop()
         if self.snapshotter is not None:
             try:
                 snapshot = self.snapshotter.take()

@@ -18,6 +18,7 @@ from msgspec import Meta
 
 from actors.latency_stages import LatencyBudgets
 from actors.liquidation_config import LiquidationSettings
+from actors.fpga_shadow import FpgaSettings
 from actors.pretrade_config import PretradeSettings
 from actors.snapshot import DurabilitySettings
 from daemon.config_errors import ConfigError, explain
@@ -98,7 +99,8 @@ class RiskdConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
     ``pretrade``: the pre-trade hook's limits, staleness bound, reservation TTL and
     client timeout (actors/pretrade_config.py). ``durability``: the drop-copy
     journal's fsync policy, the state folder and the snapshot interval
-    (actors/snapshot.py).
+    (actors/snapshot.py). ``fpga``: the FPGA overlay beside the pre-trade hook
+    (enabled auto/on/off, bitstream, shadow mode: actors/fpga_shadow.py).
     """
 
     margin: MarginParams
@@ -112,6 +114,7 @@ class RiskdConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
     durability: DurabilitySettings = DurabilitySettings()
     #: The liquidation engine (actors/liquidation_config.py).
     liquidation: LiquidationSettings = LiquidationSettings()
+    fpga: FpgaSettings = FpgaSettings()
 
 
 def read_toml(path: str | Path) -> tuple[dict[str, Any], str, Path]:

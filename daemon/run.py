@@ -125,7 +125,7 @@ class Daemon:
                              history_returns=history, market_endpoint=updates_endpoint, budgets=settings.latency,
                              replay_endpoint=replay_endpoints[shard], ingest_name=ingest_name,
                              pretrade_endpoint=self.pretrade_endpoints[shard], pretrade=config.pretrade,
-                             kill_switch_journal=str(kill_switch_journal),
+                             kill_switch_journal=str(kill_switch_journal), fpga=config.fpga,
                              state_dir=str(state_dir) if durability.journal else None,
                              snapshot_interval_s=durability.snapshot_interval_s)
             self.positions.append(position.options(name=f"{ingest_name}-shard-{shard}").remote(spec))

@@ -121,6 +121,7 @@ def render_status(document: Mapping[str, Any], out: TextIO, source: str = "") ->
     if by_reason:
         console.print(_reason_table(by_reason))
     console.print(_kill_switch_line(document.get("kill_switches")))
+    console.print(_fpga_line(document.get("health") or {}))
     console.print(_account_table(document.get("accounts") or []))
     alerts = document.get("alerts") or []
     if alerts:
@@ -169,6 +170,22 @@ def _kill_switch_line(switches: Mapping[str, Any] | None) -> str:
         parts.append(f"[bold red]{escape(where)}[/] by {escape(str(s.get('by') or '?'))} since {stamp}:"
                      f" {escape(str(s.get('reason') or ''))}")
     return "kill switches ENGAGED: " + "; ".join(parts)
+
+
+def _fpga_line(health: Mapping[str, Any]) -> str:
+    """``pre-trade path: ...``: what decides on each shard, and the shadow comparison."""
+    shards = health.get("shards") if isinstance(health.get("shards"), list) else []
+    parts = []
+    for i, shard in enumerate(shards):
+        fpga = shard.get("fpga") if isinstance(shard, Mapping) else None
+        if not isinstance(fpga, Mapping):
+            continue
+        text = f"shard {i}: {fpga.get('mode')}"
+        if fpga.get("shadow"):
+            text += (f" (compared {fpga.get('compared')}, mismatches {fpga.get('mismatches')},"
+                     f" max IM error {fpga.get('max_im_error')})")
+        parts.append(text)
+    return "pre-trade path: " + escape("; ".join(parts) if parts else "-")
 
 
 def _account_table(accounts: Sequence[Mapping[str, Any]]) -> Table:

@@ -82,7 +82,9 @@ def test_kill_switch_and_what_if_from_the_command_line_survive_a_shard_restart(t
         def status() -> str:
             assert main(["status", "-c", config_path]) == 0
             return capsys.readouterr().out
-        assert f"account {ACCOUNT} by pytest" in status()
+        text = status()
+        assert f"account {ACCOUNT} by pytest" in text
+        assert "pre-trade path: shard 0: software (no overlay: no bitstream configured)" in text
         # Decisions per reason code, pulled from the shards about once a second.
         wait_for(lambda: "kill_switch_account" in status(), 15, message="decisions per reason in riskd status")
 

@@ -1,0 +1,220 @@
+"""The FPGA overlay beside the software pre-trade hook: which path decides, and shadow mode.
+
+One job: :class:`FpgaPath`, built from the ``[fpga]`` config section
+(:class:`FpgaSettings`). ``enabled = "off"`` keeps the software path and says so;
+``"auto"`` opens the overlay (:func:`fpga_overlay.backend.open_overlay`) and falls
+back to software when there is no device or no pynq; ``"on"`` refuses to start
+without one. Whatever the mode, the software hook decides: with ``shadow = true``
+every ``shadow_every``-th check of an account the filter can judge (scenario-only
+margin, figures that fit its formats) is also put to the overlay's risk filter,
+off the shard's thread, and the answers are compared: decisions and reason codes
+must be identical wherever the software's first failing check is one the filter
+implements (kill switches, static limits, margin), and IM after within
+``im_tolerance`` of the software's. Mismatches, the maximum IM difference and
+the checks skipped are counted for /metrics (``riskd_health_value`` under
+``shards.N.fpga``) and ``riskd status``.
+
+The filter's record is built on the shard's thread before the check (the account's
+state at decision time, open orders included); the device call runs on a
+background thread behind a bounded queue, so a slow or stuck overlay never delays
+a decision (a full queue counts the check as skipped).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import queue
+import threading
+from typing import Any, Literal
+
+import msgspec
+
+from actors.pretrade_config import PretradeSettings
+from actors.pretrade_messages import CheckRequest, Decision, ReasonCode
+from risk.account import Account
+
+log = logging.getLogger("riskd.fpga")
+
+#: Software reason codes the risk filter implements: comparable decisions.
+FILTER_CODES = frozenset({
+    ReasonCode.ACCEPTED, ReasonCode.KILL_SWITCH_GLOBAL, ReasonCode.KILL_SWITCH_ACCOUNT,
+    ReasonCode.KILL_SWITCH_UNDERLYING, ReasonCode.MAX_ORDER_QTY, ReasonCode.MAX_ORDER_NOTIONAL,
+    ReasonCode.PRICE_COLLAR, ReasonCode.MAX_POSITION_INSTRUMENT, ReasonCode.MAX_POSITION_UNDERLYING,
+    ReasonCode.MARGIN})
+#: Checks waiting for the overlay at most; more are skipped (counted).
+SHADOW_QUEUE = 1024
+
+
+class FpgaSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """The ``[fpga]`` section.
+
+    ``enabled``: ``auto`` (use a device if one is present), ``on`` (refuse to start
+    without one), ``off``. ``bitstream``: the overlay's .bit path (its .hwh beside
+    it). ``shadow``: put sampled checks to the overlay too and export mismatches.
+    ``shadow_every``: one check in this many is shadowed (>= 1). ``simulate``: run
+    the drivers on the simulated device (the Amaranth simulation: about a second per
+    check; tests and demonstrations only).
+    """
+
+    enabled: Literal["auto", "on", "off"] = "auto"
+    bitstream: str = ""
+    shadow: bool = False
+    shadow_every: int = 1
+    simulate: bool = False
+
+    def __post_init__(self) -> None:
+        if self.shadow_every < 1:
+            raise ValueError(f"shadow_every: expected an integer >= 1, found {self.shadow_every}")
+
+
+class FpgaUnavailable(RuntimeError):
+    """``enabled = "on"`` and no overlay could be opened."""
+
+
+class FpgaPath:
+    """Which path decides on this shard, and the shadow comparison.
+
+    ``backend``: an opened :class:`fpga_overlay.backend.FpgaBackend` (None: software
+    only); built by :meth:`open`.
+    """
+
+    def __init__(self, settings: FpgaSettings, pretrade: PretradeSettings, backend: Any = None,
+                 why: str = "") -> None:
+        self.settings = settings
+        self.pretrade = pretrade
+        self.backend = backend
+        self.mode = ("software (fpga off)" if settings.enabled == "off" else
+                     f"software (no overlay: {why})" if backend is None else
+                     f"software decides, {'simulated ' if backend.simulated else ''}overlay shadows"
+                     if settings.shadow else
+                     f"software decides ({'simulated ' if backend.simulated else ''}overlay open, shadow off)")
+        self.shadowed = 0
+        self.compared = 0
+        self.mismatches = 0
+        self.max_im_error = 0.0
+        self.skipped = 0
+        self.unsupported = 0
+        self.errors = 0
+        self.last_mismatch = ""
+        self._seen = 0
+        self._queue: queue.Queue[tuple[dict[str, int], Decision] | None] = queue.Queue(SHADOW_QUEUE)
+        self._thread: threading.Thread | None = None
+        if backend is not None and settings.shadow:
+            self._thread = threading.Thread(target=self._run, name="fpga-shadow", daemon=True)
+            self._thread.start()
+
+    @classmethod
+    def open(cls, settings: FpgaSettings, pretrade: PretradeSettings) -> "FpgaPath":
+        """Open the overlay as configured; FpgaUnavailable when ``on`` and none opens."""
+        backend, why = None, "disabled"
+        if settings.enabled != "off" and not settings.bitstream and not settings.simulate:
+            why = "no bitstream configured"
+            if settings.enabled == "on":
+                raise FpgaUnavailable('fpga.enabled = "on" needs fpga.bitstream (or fpga.simulate = true)')
+        elif settings.enabled != "off":
+            try:
+                from fpga_overlay.backend import open_overlay
+
+                backend = open_overlay(settings.bitstream or None, simulate=settings.simulate)
+                why = "no device or no pynq" if backend is None else ""
+            except Exception as exc:  # a bad bitstream or driver: say why, stay on software
+                why = f"{type(exc).__name__}: {exc}"
+                log.error("fpga overlay did not open: %s", why)
+            if backend is None and settings.enabled == "on":
+                raise FpgaUnavailable(f"fpga.enabled = \"on\" but the overlay did not open ({why});"
+                                      f" bitstream {settings.bitstream!r}")
+        path = cls(settings, pretrade, backend, why)
+        log.info("pre-trade path: %s", path.mode, extra={"event": "fpga_path", "mode": path.mode})
+        return path
+
+    # ----- on the shard's thread ------------------------------------------------
+    def before_check(self, account: Account | None, request: CheckRequest, switches: Any) -> dict[str, int] | None:
+        """The filter's record of ``request`` if this check is shadowed (else None).
+        ``switches``: the shard's actors.kill_switch.KillSwitches."""
+        if self._thread is None or account is None or request.what_if:
+            return None
+        self._seen += 1
+        if (self._seen - 1) % self.settings.shadow_every:
+            return None
+        from fpga_overlay.risk_filter_host import FilterLimits, KillFlags, order_fields
+
+        model = account.model
+        row = model.table.index.get(request.instrument)
+        if row is None or request.side not in (1, -1):
+            return None
+        underlying = model.table.underlying_ids[int(model.block_of[row])]
+        kills = (switches.engaged_global() is not None, switches.engaged_account(account.id) is not None,
+                 switches.engaged_underlying(underlying) is not None)
+        limits = self.pretrade.limits_for(account.id)
+        try:
+            return order_fields(account, row, request.side * request.quantity, request.limit_price,
+                                FilterLimits(max_order_qty=limits.max_order_qty,
+                                             max_order_notional=limits.max_order_notional,
+                                             price_collar=limits.price_collar,
+                                             max_position_instrument=limits.max_position_instrument,
+                                             max_position_underlying=limits.max_position_underlying),
+                                KillFlags(global_=kills[0], account=kills[1], underlying=kills[2]),
+                                self.pretrade.im_tolerance)
+        except ValueError:
+            self.unsupported += 1  # a VaR profile, or a figure outside the formats: software only
+            return None
+
+    def after_check(self, record: dict[str, int] | None, decision: Decision) -> None:
+        """Queue the overlay's judgement of a shadowed check (never blocks)."""
+        if record is None:
+            return
+        if decision.reason not in FILTER_CODES:
+            self.unsupported += 1  # decided by a check the filter does not have (tier, staleness...)
+            return
+        try:
+            self._queue.put_nowait((record, decision))
+            self.shadowed += 1
+        except queue.Full:
+            self.skipped += 1
+
+    # ----- the shadow thread ------------------------------------------------------
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
+            record, software = item
+            try:
+                hardware = self.backend.check(record)
+            except Exception as exc:
+                self.errors += 1
+                log.error("fpga shadow check failed: %s", exc)
+                continue
+            self.compared += 1
+            error = 0.0
+            if software.reason == ReasonCode.MARGIN or software.accepted:
+                error = abs(hardware.im_after - software.im_after) if math.isfinite(software.im_after) else 0.0
+                self.max_im_error = max(self.max_im_error, error)
+            if (hardware.accepted != software.accepted or hardware.reason != software.reason
+                    or error > max(self.pretrade.im_tolerance, 1e-6 * abs(software.im_after))):
+                self.mismatches += 1
+                self.last_mismatch = (f"{software.order_id}: software {software.reason} (IM after"
+                                      f" {software.im_after:.2f}), overlay {hardware.reason} (IM after"
+                                      f" {hardware.im_after:.2f})")
+                log.error("fpga shadow mismatch: %s", self.last_mismatch)
+
+    def drain(self, timeout_s: float = 60.0) -> bool:
+        """Wait until every queued check was compared (tests, shutdown)."""
+        import time
+
+        deadline = time.monotonic() + timeout_s
+        while self.compared + self.errors < self.shadowed:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.01)
+        return True
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join(5.0)
+
+    def state(self) -> dict[str, Any]:
+        """For health, /metrics and ``riskd status``."""
+        return {"mode": self.mode, "shadow": self._thread is not None, "shadowed": self.shadowed,
+                "compared": self.compared, "mismatches": self.mismatches, "max_im_error": self.max_im_error,
+                "skipped": self.skipped, "unsupported": self.unsupported, "errors": self.errors,
+                "last_mismatch": self.last_mismatch}
