@@ -28,6 +28,7 @@ log = logging.getLogger("riskd.pretrade")
 TIMEOUT = "timeout"
 #: Latency stage of the decisions of one reason code: ``pretrade:<reason>``.
 REASON_STAGE_PREFIX = "pretrade:"
+_REASON_STAGES = {code: REASON_STAGE_PREFIX + code for code in (*ReasonCode.ALL, TIMEOUT)}
 #: Reservations released per sweep call at most.
 SWEEP_BATCH = 32
 
@@ -89,7 +90,8 @@ class PretradeEndpoint:
         self._record("pretrade", received, done)
         # Per reason code too (/metrics: riskd_pretrade_latency_us{reason}): a margin
         # rejection costs a what-if, a kill-switch rejection nothing.
-        self._record(REASON_STAGE_PREFIX + decision.reason, received, done)
+        stage = _REASON_STAGES.get(decision.reason) or REASON_STAGE_PREFIX + decision.reason
+        self._record(stage, received, done)
 
     def sweep(self) -> None:
         """Release reservations whose TTL ran out: at most :data:`SWEEP_BATCH` per call

@@ -23,17 +23,21 @@ import argparse
 import json
 import math
 import os
+import sys
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import TextIO
 
+import msgspec
+
 from actors.bus import default_run_dir
 from actors.pretrade_client import PretradeClient
 from actors.pretrade_messages import CheckRequest, Decision
+from daemon.http_api import to_json_value
 from daemon.pretrade_control import pretrade_endpoints
-from daemon.status_cmd import StatusError, resolve_url
+from daemon.status_cmd import StatusError, error_text, resolve_url
 
 __all__ = ["run_check", "run_kill_switch", "render_decision"]
 
@@ -67,9 +71,6 @@ def run_check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 def render_decision(decision: Decision, out: TextIO, *, as_json: bool = False, what_if: bool = True) -> None:
     """One decision, as text for people or as a JSON object (NaN figures as null)."""
-    from daemon.http_api import to_json_value
-    import msgspec
-
     if as_json:
         print(json.dumps(to_json_value(msgspec.structs.asdict(decision)), allow_nan=False), file=out)
         return
@@ -113,10 +114,7 @@ def run_kill_switch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         with opener.open(request, timeout=args.timeout) as response:
             answer = json.loads(response.read().decode("utf-8"))
     except urllib.error.HTTPError as exc:
-        try:
-            message = json.loads(exc.read().decode("utf-8", "replace"))["error"]
-        except (ValueError, KeyError, TypeError, OSError):
-            message = str(exc.reason)
+        message = error_text(exc)
         print(f"riskd kill-switch: the daemon at {base} refused (HTTP {exc.code}): {message}", file=err)
         return 2
     except (urllib.error.URLError, OSError, ValueError) as exc:
@@ -151,7 +149,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     check.add_argument("--timeout-us", type=float, default=None,
                        help="budget in us before failing closed (default: max(pretrade.timeout_us, 100000))")
     check.add_argument("--json", action="store_true", help="print the decision as JSON")
-    check.set_defaults(func=lambda args: run_check(args, _stdout(), _stderr()))
+    check.set_defaults(func=lambda args: run_check(args, sys.stdout, sys.stderr))
 
     kill = sub.add_parser("kill-switch", help="engage or clear a kill switch on the running daemon (journaled)")
     kill.add_argument("action", choices=("engage", "clear"))
@@ -164,16 +162,4 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     kill.add_argument("--url", default=None, help="the daemon's HTTP base URL (default: as riskd status)")
     kill.add_argument("-c", "--config", default=None, help="riskd config (finds the daemon as riskd status does)")
     kill.add_argument("--timeout", type=float, default=15.0, help="seconds to wait for the daemon (default 15)")
-    kill.set_defaults(func=lambda args: run_kill_switch(args, _stdout(), _stderr()))
-
-
-def _stdout() -> TextIO:
-    import sys
-
-    return sys.stdout
-
-
-def _stderr() -> TextIO:
-    import sys
-
-    return sys.stderr
+    kill.set_defaults(func=lambda args: run_kill_switch(args, sys.stdout, sys.stderr))

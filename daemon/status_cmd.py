@@ -32,7 +32,7 @@ from rich.table import Table
 from actors.pretrade_endpoint import REASON_STAGE_PREFIX
 from daemon.http_api import URL_FILE
 
-__all__ = ["DEFAULT_URL", "StatusError", "resolve_url", "fetch_status", "render_status", "run_status"]
+__all__ = ["DEFAULT_URL", "StatusError", "error_text", "resolve_url", "fetch_status", "render_status", "run_status"]
 
 DEFAULT_URL = "http://127.0.0.1:9464"
 #: Alerts shown in the table (the newest).
@@ -80,7 +80,7 @@ def fetch_status(url: str, timeout_s: float = 5.0) -> tuple[dict[str, Any], str]
         with opener.open(target, timeout=timeout_s) as response:
             text = response.read().decode("utf-8")
     except urllib.error.HTTPError as exc:
-        raise StatusError(f"the daemon at {url} answered HTTP {exc.code}: {_error_text(exc)}") from None
+        raise StatusError(f"the daemon at {url} answered HTTP {exc.code}: {error_text(exc)}") from None
     except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", exc)
         raise StatusError(f"no daemon answering at {url} ({reason})") from None
@@ -256,7 +256,7 @@ def _percent(value: Any) -> str:
     return value if isinstance(value, str) else f"{value:.1%}"
 
 
-def _error_text(exc: urllib.error.HTTPError) -> str:
+def error_text(exc: urllib.error.HTTPError) -> str:
     """The ``error`` of a JSON error body, else the start of the body, else the reason."""
     try:
         body = exc.read().decode("utf-8", "replace")
