@@ -70,6 +70,8 @@ __all__ = ["PreTradeChecker", "ReasonCode", "PendingReservation"]
 NAN = math.nan
 #: Drop-copy statuses that do not hand an order's reservation over to the drop copy.
 _NOT_A_HANDOVER = frozenset({"pending_cancel", "pending_replace"})
+#: Tier -> its name in a decision ("reduce_only"); Enum.name is a property lookup per call.
+_TIER_NAMES = {tier: tier.name.lower() for tier in Tier}
 
 
 class PendingReservation(msgspec.Struct):
@@ -146,9 +148,9 @@ class PreTradeChecker:
         account: Account | None = None
         try:
             account, row = self._sanity(request)
-            tier_name = account.tier.name.lower()
+            tier_name = _TIER_NAMES[account.tier]
             model = account.model
-            u = int(model.block_of[row])
+            u = model.block_list[row]
             quantity = request.side * request.quantity
             self._kill_switches(request, model.table.underlying_ids[u])
             if request.replaces:
@@ -239,7 +241,7 @@ class PreTradeChecker:
         what_if = self._what_if(account, row, quantity, figures)
         tolerance = self.settings.im_tolerance
         if what_if.marginal_im > tolerance:
-            label = self._label(account, int(account.model.block_of[row]), what_if)
+            label = self._label(account, account.model.block_list[row], what_if)
             raise _Reject(ReasonCode.REDUCE_ONLY, (
                 f"reduce_only: account {account.id} is reduce-only and the order increases risk: initial margin"
                 f" {what_if.initial_margin_before:,.2f} -> {what_if.initial_margin_after:,.2f}"

@@ -29,6 +29,7 @@ TIMEOUT = "timeout"
 #: Latency stage of the decisions of one reason code: ``pretrade:<reason>``.
 REASON_STAGE_PREFIX = "pretrade:"
 _REASON_STAGES = {code: REASON_STAGE_PREFIX + code for code in (*ReasonCode.ALL, TIMEOUT)}
+_SNDMORE = int(zmq.SNDMORE)
 #: Reservations released per sweep call at most.
 SWEEP_BATCH = 32
 
@@ -47,6 +48,7 @@ class PretradeEndpoint:
                  fpga: Any = None) -> None:
         self.checker = checker
         self.socket = socket
+        self._send = socket.send
         self._record = recorder.record  # type: ignore[attr-defined]
         self._mark_changed = mark_changed
         self._timeout_ns = int(timeout_us * 1000)
@@ -76,16 +78,18 @@ class PretradeEndpoint:
                                                f"timeout ({(received - request.sent_ns) / 1000:.0f} us > "
                                                f"{budget_ns / 1000:.0f} us): not checked", received)
             else:
-                fpga = self.fpga
-                record = (fpga.before_check(self.checker.shard.accounts.get(request.account), request,
-                                            self.checker.kill_switches) if fpga is not None else None)
-                decision = self.checker.check(request, received)
-                if record is not None:
-                    fpga.after_check(record, decision)  # type: ignore[union-attr]
+                fpga = self.fpga  # the overlay decides or shadows (actors.fpga_shadow.FpgaPath.check)
+                decision = (self.checker.check(request, received) if fpga is None
+                            else fpga.check(self.checker, request, received))
                 if decision.accepted and not request.what_if:
                     self._mark_changed(request.account)
         decision.decided_ns = self._clock_ns()
-        self.socket.send_multipart([identity, b"", encode(decision)])
+        # Three sends with a plain int flag: send_multipart ORs IntFlag enums per frame,
+        # which costs more than the sends themselves.
+        send = self._send
+        send(identity, _SNDMORE)
+        send(b"", _SNDMORE)
+        send(encode(decision))
         done = self._clock_ns()
         self._record("pretrade", received, done)
         # Per reason code too (/metrics: riskd_pretrade_latency_us{reason}): a margin

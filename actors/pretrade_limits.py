@@ -45,22 +45,23 @@ def _worst_abs(held: float, buys: float, sells: float) -> float:
     return max(abs(held + buys), abs(held + sells))
 
 
-def _open_sides(account: Account, rows: frozenset[int] | set[int]) -> dict[int, list[float]]:
+def _open_sides(account: Account, rows: frozenset[int]) -> dict[int, list[float]]:
     """row -> [held, open buys (>= 0), open sells (<= 0)], contracts, for the table rows in ``rows``.
 
-    O(positions + open orders) of the account: one pass serves both position limits.
+    O(positions + rows with open orders) of the account (the account keeps its open
+    orders summed per row), for the gross limit per underlying.
     """
     out: dict[int, list[float]] = {}
     for r, pos in account.positions.items():
         if r in rows:
             out[r] = [pos.quantity, 0.0, 0.0]
-    for order in account.orders.values():
-        r = order.row
+    for r, (buys, sells) in account.open_by_row.items():
         if r in rows:
             entry = out.get(r)
             if entry is None:
-                entry = out[r] = [0.0, 0.0, 0.0]
-            entry[1 if order.quantity > 0 else 2] += order.quantity
+                out[r] = [0.0, buys, sells]
+            else:
+                entry[1], entry[2] = buys, sells
     return out
 
 
@@ -90,19 +91,20 @@ def check_static(limits: PretradeLimits, account: Account, row: int, quantity: f
     table = model.table
     instrument = table.ids[row]
     size = abs(quantity)
+    multiplier = model.multiplier_list[row]
     if limits.restricted and instrument in limits.restricted:
         return ReasonCode.RESTRICTED_INSTRUMENT, f"restricted_instrument: {instrument} is on the restricted list"
     if limits.max_order_qty and size > limits.max_order_qty:
         return ReasonCode.MAX_ORDER_QTY, (f"max_order_qty: {size:g} contracts > limit {limits.max_order_qty:g}"
                                           f" (by {size - limits.max_order_qty:g})")
     if limits.max_order_notional:
-        notional = size * price * float(table.multiplier[row])
+        notional = size * price * multiplier
         if notional > limits.max_order_notional:
             return ReasonCode.MAX_ORDER_NOTIONAL, (
-                f"max_order_notional: {size:g} x {price:g} x {float(table.multiplier[row]):g} = {notional:,.2f}"
+                f"max_order_notional: {size:g} x {price:g} x {multiplier:g} = {notional:,.2f}"
                 f" > limit {limits.max_order_notional:,.2f} (by {notional - limits.max_order_notional:,.2f})")
     if limits.price_collar:
-        reference = float(model.valuation.mark[row])
+        reference = model.mark_list[row]
         if not (reference > 0.0 and math.isfinite(reference)):
             return ReasonCode.PRICE_COLLAR, f"price_collar: {instrument} has no reference price ({reference})"
         deviation = (price - reference) / reference
@@ -112,10 +114,9 @@ def check_static(limits: PretradeLimits, account: Account, row: int, quantity: f
                 f"price_collar: limit {price:g} is {abs(deviation):.2%} {side} reference {reference:.6g}"
                 f" > collar {limits.price_collar:.2%} (by {abs(deviation) - limits.price_collar:.2%})")
     if limits.max_position_instrument or limits.max_position_underlying:
-        u = int(model.block_of[row])
-        # Only the underlying's rows are needed for its gross limit; the instrument's row is one of them.
-        sides = _open_sides(account, {row} if not limits.max_position_underlying else _rows_of(model, u))
-        held, buys, sells = sides.get(row, (0.0, 0.0, 0.0))
+        position = account.positions.get(row)
+        held = position.quantity if position is not None else 0.0
+        buys, sells = account.open_sides(row)
         new_buys, new_sells = buys + max(quantity, 0.0), sells + min(quantity, 0.0)
         if limits.max_position_instrument:
             before = _worst_abs(held, buys, sells)
@@ -127,6 +128,9 @@ def check_static(limits: PretradeLimits, account: Account, row: int, quantity: f
                     f" {held:+g}, open orders {open_same:+g}, this order {quantity:+g}) > limit"
                     f" {limits.max_position_instrument:g} (by {after - limits.max_position_instrument:g})")
         if limits.max_position_underlying:
+            u = model.block_list[row]
+            # Only the underlying's rows count toward its gross limit; the instrument's row is one of them.
+            sides = _open_sides(account, _rows_of(model, u))
             before = math.fsum(_worst_abs(*v) for v in sides.values())
             sides[row] = [held, new_buys, new_sells]
             after = math.fsum(_worst_abs(*v) for v in sides.values())

@@ -131,6 +131,9 @@ class Account:
         self.cash = float(cash)
         self.positions: dict[int, Position] = {}
         self.orders: dict[str, OpenOrder] = {}
+        #: table row -> [open buy contracts (>= 0), open sell contracts (<= 0)] over
+        #: ``orders``, kept with them so a position limit reads one row, not every order.
+        self.open_by_row: dict[int, list[float]] = {}
         self.tier = Tier.NORMAL
         self._uses_history = "historical_var" in profile.methods
         self._exposure = Exposure(model, track_history=self._uses_history)
@@ -147,6 +150,8 @@ class Account:
         #: Caches of the VaR profiles' what-if inputs (see initial_margin_with_orders, _order_var).
         self._im_with_orders: float | None = None
         self._last_order_var: tuple[RiskModel, int, float, float] | None = None
+        #: (model, row, quantity, IM with orders after it) of the last VaR what-if.
+        self._trial_im: tuple[RiskModel, int, float, float] | None = None
         self._bind_views(model)
 
     # ----- state changes -------------------------------------------------
@@ -185,6 +190,7 @@ class Account:
         if order is not None:
             filled = math.copysign(min(abs(quantity), abs(order.quantity)), order.quantity)
             self._reserve.add(self.model, row, filled, sign=-1.0)
+            self._open_add(row, order.quantity > 0, -filled)
             remaining = order.quantity - filled
             if abs(remaining) < QUANTITY_EPSILON:
                 del self.orders[order.order_id]
@@ -192,17 +198,21 @@ class Account:
                 self.orders[order.order_id] = OpenOrder(order.order_id, row, remaining, order.limit_price,
                                                         order.var * remaining / order.quantity)
             self._refresh_var()
-        self._refresh_terms(self.model.block_of[row])
+        self._refresh_terms(self.model.block_list[row])
 
     def reserve(self, order_id: str, row: int, quantity: float, limit_price: float) -> None:
         """Reserve margin for an accepted order (worst case); replaces an existing id."""
         if order_id in self.orders:
             self.release(order_id)
+        trial = self._trial_im
         var = self._order_var(row, quantity) if self._uses_var else 0.0
         self.orders[order_id] = OpenOrder(order_id, row, quantity, limit_price, var)
         self._reserve.add(self.model, row, quantity)
+        self._open_add(row, quantity > 0, quantity)
         self._refresh_var()
-        self._refresh_terms(self.model.block_of[row])
+        self._refresh_terms(self.model.block_list[row], held=False)
+        if trial is not None and trial[0] is self.model and trial[1] == row and trial[2] == quantity:
+            self._im_with_orders = trial[3]
 
     def release(self, order_id: str) -> bool:
         """Drop an order's reservation (cancelled, rejected, expired). False if unknown."""
@@ -210,9 +220,15 @@ class Account:
         if order is None:
             return False
         self._reserve.add(self.model, order.row, order.quantity, sign=-1.0)
+        self._open_add(order.row, order.quantity > 0, -order.quantity)
         self._refresh_var()
-        self._refresh_terms(self.model.block_of[order.row])
+        self._refresh_terms(self.model.block_list[order.row], held=False)
         return True
+
+    def open_sides(self, row: int) -> tuple[float, float]:
+        """(open buys >= 0, open sells <= 0) of table ``row``, contracts."""
+        entry = self.open_by_row.get(row)
+        return (entry[0], entry[1]) if entry is not None else (0.0, 0.0)
 
     def rebind(self, model: RiskModel) -> None:
         """Switch to new risk arrays (after a revaluation) and rebuild every sum: O((n + orders) S)."""
@@ -301,7 +317,7 @@ class Account:
         equal to reserving the order and recomputing from scratch.
         """
         model = self.model
-        u = model.block_of[row]
+        u = model.block_list[row]
         parts = model.scenario_rows_loss_if_bought if quantity > 0 else model.scenario_rows_loss_if_sold
         loss_part = quantity * parts[row]  # = min(0, quantity x risk array)
         loss_part += self._combined_views[u]
@@ -322,8 +338,14 @@ class Account:
             trial = self._reserve.copy()
             trial.add(model, row, quantity)
             if self._uses_var:
-                trial.var += self._order_var(row, quantity)
+                # fsum is correctly rounded whatever the order: exactly the reservation's
+                # var once reserve() has added this order (_refresh_var).
+                trial.var = math.fsum([*(o.var for o in self.orders.values()), self._order_var(row, quantity)])
             after = initial_margin(method_margins(model, self._exposure, self.profile, trial))
+            # reserve() of this very order makes the IM with orders exactly ``after``
+            # (the same arrays, built by the same operations): kept for it, so a VaR
+            # profile's accepted order costs one method_margins, not two.
+            self._trial_im = (model, row, quantity, after)
             if "scenario" not in self.profile.methods:
                 worst = -1
         return WhatIf(before, after, after - before, worst)
@@ -396,6 +418,19 @@ class Account:
         return value
 
     def _compute_order_var(self, row: int, quantity: float) -> float:
+        """|quantity| x the VaR of one contract on the order's side: VaR is positively
+        homogeneous (the P&L of q > 0 contracts is q times one contract's, every
+        cumulant-based quantile scales with it), so one figure per (row, side) and
+        model serves every order; kept on the model, shared by the shard's accounts."""
+        model = self.model
+        cache = model.unit_order_var
+        key = row if quantity > 0 else -1 - row
+        unit = cache.get(key)
+        if unit is None:
+            unit = cache[key] = self._one_contract_var(row, 1.0 if quantity > 0 else -1.0)
+        return abs(quantity) * unit
+
+    def _one_contract_var(self, row: int, quantity: float) -> float:
         model = self.model
         dd = np.zeros(model.n_underlyings)
         dg = np.zeros(model.n_underlyings)
@@ -415,10 +450,31 @@ class Account:
         self._combined_views = [self._combined[seg] for seg in model.segments]
         self._short_all = [0.0] * model.n_underlyings
 
-    def _refresh_terms(self, u: int) -> None:
+    def _open_add(self, row: int, buy: bool, quantity: float) -> None:
+        """Add ``quantity`` (signed contracts) to the open buys (``buy``) or sells of ``row``."""
+        entry = self.open_by_row.get(row)
+        if entry is None:
+            entry = self.open_by_row[row] = [0.0, 0.0]
+        side = 0 if buy else 1
+        value = entry[side] + quantity
+        # Fractional lots summed in floating point must still close a row exactly.
+        entry[side] = 0.0 if abs(value) < QUANTITY_EPSILON else value
+        if entry[0] == 0.0 and entry[1] == 0.0:
+            del self.open_by_row[row]
+
+    def _refresh_terms(self, u: int, held: bool = True) -> None:
+        """Recompute underlying ``u``'s cached terms; ``held=False``: only the orders
+        changed, so the positions-alone term stands."""
         self._im_with_orders = None
+        self._trial_im = None
         seg = self.model.segments[u]
-        np.add(self._exposure.scenario[seg], self._reserve.scenario[seg], out=self._combined_views[u])
-        self._short_all[u] = float(self._exposure.short_notional[u] + self._reserve.short_notional[u])
-        self._terms_held[u] = scenario_term(self.model, self.profile, self._exposure, u)
-        self._terms_all[u] = scenario_term(self.model, self.profile, self._exposure, u, self._reserve)
+        combined = self._combined_views[u]
+        np.add(self._exposure.scenario[seg], self._reserve.scenario[seg], out=combined)
+        short = float(self._exposure.short_notional[u] + self._reserve.short_notional[u])
+        self._short_all[u] = short
+        if held:
+            self._terms_held[u] = scenario_term(self.model, self.profile, self._exposure, u)
+        # = scenario_term(..., self._reserve): the same sums, already in ``combined``.
+        scan = scan_risk(combined)
+        som = self.profile.short_option_minimum * short
+        self._terms_all[u] = max(scan, som)

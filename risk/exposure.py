@@ -69,7 +69,7 @@ class Exposure:
     def add(self, model: RiskModel, row: int, quantity: float) -> None:
         """Add ``quantity`` contracts (signed) of table ``row``: O(S_u + D)."""
         self._pvar = None
-        u = model.block_of[row]
+        u = model.block_list[row]
         seg = model.segments[u]
         before = self.quantity[row]
         after = before + quantity
@@ -143,12 +143,13 @@ class Reservation:
 
     def add(self, model: RiskModel, row: int, quantity: float, sign: float = 1.0) -> None:
         """Add (sign=+1) or remove (sign=-1) an order of ``quantity`` contracts of ``row``."""
-        u = model.block_of[row]
+        u = model.block_list[row]
         seg = model.segments[u]
         parts = model.scenario_rows_loss_if_bought if quantity > 0 else model.scenario_rows_loss_if_sold
         self.scenario[seg] += (sign * quantity) * parts[row]
         if self._track_history and model.historical_rows is not None:
-            self.historical += sign * np.minimum(quantity * model.historical_rows[row], 0.0)
+            days = model.historical_loss_if_bought if quantity > 0 else model.historical_loss_if_sold
+            self.historical += (sign * quantity) * days[row]  # type: ignore[index]
         if quantity < 0:
             self.short_notional[u] += sign * -quantity * model.option_notional[row]
 

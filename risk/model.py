@@ -56,6 +56,9 @@ class RiskModel:
         self.n_scenarios = offset
         n = len(table)
         self.block_of = table.underlying.copy()
+        #: block_of as Python ints: the hot paths index lists with it, and a NumPy
+        #: scalar costs a conversion per use.
+        self.block_list: list[int] = self.block_of.tolist()
         self.position_in_block = np.empty(n, dtype=np.int64)
         for block in self.blocks:
             self.position_in_block[block.rows] = np.arange(len(block.rows))
@@ -84,9 +87,19 @@ class RiskModel:
         #: Currency value of one contract at its mark (mark x multiplier): equity is
         #: cash + quantities . unit_value - cost basis, one dot product per fill.
         self.unit_value = self.valuation.mark * table.multiplier
+        #: Marks (per unit) and multipliers as Python floats, for the per-order checks.
+        self.mark_list: list[float] = self.valuation.mark.tolist()
+        #: Stand-alone parametric VaR of one contract by (row if bought else -1 - row),
+        #: currency, filled by risk.account as orders ask (this model's covariance).
+        self.unit_order_var: dict[int, float] = {}
+        self.multiplier_list: list[float] = np.asarray(table.multiplier, dtype=float).tolist()
 
         self.history_returns = history_returns
         self.historical_rows: np.ndarray | None = None
+        #: min(0, historical_rows) and max(0, historical_rows): an order's worst case
+        #: per historical day is q x one of them (as for the scenario rows).
+        self.historical_loss_if_bought: np.ndarray | None = None
+        self.historical_loss_if_sold: np.ndarray | None = None
         self.covariance: np.ndarray | None = None
         self.covariance_psd = None
         self.covariance_repaired = False
@@ -106,6 +119,8 @@ class RiskModel:
                 self.historical_rows = shocked_pnl(table, self.inputs, returns, 0.0, self.vol_floors())
             if not np.isfinite(self.historical_rows).all():
                 raise RiskModelError("historical-scenario P&L is not finite: check the price history returns")
+            self.historical_loss_if_bought = np.minimum(self.historical_rows, 0.0)
+            self.historical_loss_if_sold = np.maximum(self.historical_rows, 0.0)
             if reuse and previous.covariance_psd is not None and previous.history_returns is history_returns:  # type: ignore[union-attr]
                 self._copy_covariance(previous)  # type: ignore[arg-type]
                 return

@@ -370,6 +370,8 @@ def var_es_from_pnl(pnl_samples: Any, confidence: float) -> tuple[float, float]:
     k). Hence ES >= VaR always.
     """
     c = _check_confidence(confidence)
+    if type(pnl_samples) is np.ndarray and pnl_samples.dtype == np.float64 and pnl_samples.ndim == 1:
+        return _var_es_numpy(pnl_samples, c)  # the pre-trade hook's path: no dispatch
     xp = array_module(pnl_samples)
     pnl = xp.asarray(pnl_samples, dtype=xp.float64)
     if pnl.ndim != 1 or pnl.shape[0] == 0:
@@ -383,4 +385,19 @@ def var_es_from_pnl(pnl_samples: Any, confidence: float) -> tuple[float, float]:
     tail = losses[n - k :]
     var = float(losses[n - k])
     es = float(xp.mean(tail))
+    return max(var, 0.0), max(es, 0.0)
+
+
+def _var_es_numpy(pnl: np.ndarray, c: float) -> tuple[float, float]:
+    """:func:`var_es_from_pnl` for a float64 NumPy vector: the same operations (mean =
+    the add-reduce sum / k, as np.mean does it) without the array-module dispatch."""
+    n = pnl.shape[0]
+    if n == 0:
+        raise ValueError(f"pnl_samples must be a non-empty vector; got shape {pnl.shape}")
+    if not np.isfinite(pnl).all():
+        raise ValueError("pnl_samples has NaN or infinite entries")
+    k = max(1, math.ceil(round((1.0 - c) * n, 9)))
+    losses = np.partition(-pnl, n - k)
+    var = float(losses[n - k])
+    es = float(np.add.reduce(losses[n - k:]) / k)
     return max(var, 0.0), max(es, 0.0)

@@ -333,3 +333,75 @@ def test_var_profile_caches_never_outlive_a_change(book_parts, steps) -> None:
         probe = acct.what_if(row, float(qty))
         expected = reference.what_if(row, float(qty))
         assert probe.initial_margin_after == pytest.approx(expected.initial_margin_after, rel=1e-9, abs=1e-6)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    steps=st.lists(st.tuples(st.sampled_from(["fill", "reserve", "release", "fill_order", "rebind"]),
+                             st.sampled_from(ROWS), st.sampled_from([-8.0, -2.5, -1.0, -0.1, 0.1, 0.3, 1.0, 4.0, 8.0]),
+                             st.integers(0, 3)),
+                   min_size=1, max_size=24),
+)
+def test_order_sums_and_margin_terms_equal_a_recomputation(book_parts, steps) -> None:
+    """The per-row open-order sums (position limits read them) and the cached margin
+    terms (a reservation recomputes only the with-orders term) equal, after any change,
+    the sums over the open orders and a fresh scenario-only account's figures."""
+    table, market, params = book_parts
+    profile = MarginProfile(methods=("scenario",))
+    acct = Account("A", profile, RiskModel(table, market, params), 1e7)
+    for n, (op, iid, qty, k) in enumerate(steps):
+        row = table.index[iid]
+        order_id = f"o{k}"
+        if op == "fill":
+            acct.apply_fill(row, qty, float(acct.model.valuation.mark[row]))
+        elif op == "reserve":
+            acct.reserve(order_id, row, qty, 1.0)
+        elif op == "release":
+            acct.release(order_id)
+        elif op == "fill_order" and order_id in acct.orders:
+            order = acct.orders[order_id]
+            acct.apply_fill(order.row, order.quantity / 2, 1.0, order_id=order_id)
+        elif op == "rebind":
+            moved = msgspec.structs.replace(market, underlyings={
+                uid: msgspec.structs.replace(q, price=q.price * (1.0 + 0.01 * qty))
+                for uid, q in market.underlyings.items()})
+            acct.rebind(RiskModel(table, moved, params))
+        sums: dict[int, list[float]] = {}
+        for order in acct.orders.values():
+            entry = sums.setdefault(order.row, [0.0, 0.0])
+            entry[0 if order.quantity > 0 else 1] += order.quantity
+        assert set(acct.open_by_row) == {r for r, v in sums.items() if v != [0.0, 0.0]}, (n, op)
+        for r, (buys, sells) in sums.items():
+            assert acct.open_sides(r) == (pytest.approx(buys, abs=1e-9), pytest.approx(sells, abs=1e-9)), (n, op)
+        reference = Account("B", profile, acct.model, 1e7)
+        for r, pos in acct.positions.items():
+            reference.apply_fill(r, pos.quantity, pos.average_price)
+        for order in acct.orders.values():
+            reference.reserve(order.order_id, order.row, order.quantity, order.limit_price)
+        assert acct.initial_margin() == pytest.approx(reference.initial_margin(), rel=1e-12, abs=1e-6), (n, op)
+        assert acct.initial_margin_with_orders() == pytest.approx(reference.initial_margin_with_orders(),
+                                                                  rel=1e-12, abs=1e-6), (n, op)
+        probe, expected = acct.what_if(row, qty), reference.what_if(row, qty)
+        assert probe.initial_margin_after == pytest.approx(expected.initial_margin_after, rel=1e-12, abs=1e-6)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(iid=st.sampled_from(ROWS), qty=st.sampled_from([-50.0, -3.0, -1.0, -0.25, 0.25, 1.0, 7.0, 120.0]))
+def test_order_var_scales_one_contract_exactly_as_a_direct_computation(book_parts, iid, qty) -> None:
+    """An order's stand-alone VaR is |q| x one contract's on its side (cached per model):
+    equal to the delta-gamma VaR of the order's own exposures computed directly."""
+    from risk.exposure import parametric_var
+
+    table, market, params = book_parts
+    rng = np.random.default_rng(5)
+    returns = rng.multivariate_normal([0, 0], [[1e-4, 8e-5], [8e-5, 2e-4]], size=260)
+    model = RiskModel(table, market, params, returns)
+    acct = Account("A", MarginProfile(methods=("scenario", "parametric_var")), model, 1e7)
+    row = table.index[iid]
+    dd, dg = np.zeros(model.n_underlyings), np.zeros(model.n_underlyings)
+    u = model.block_of[row]
+    dd[u] = qty * model.valuation.dollar_delta[row]
+    dg[u] = qty * model.valuation.dollar_gamma[row]
+    direct = parametric_var(model, dd, dg)
+    assert acct._order_var(row, qty) == pytest.approx(direct, rel=1e-12, abs=1e-9)
+    assert acct._order_var(row, -qty) == pytest.approx(parametric_var(model, -dd, -dg), rel=1e-12, abs=1e-9)

@@ -102,11 +102,17 @@ def test_what_if_does_not_count_toward_the_rate_throttle(model) -> None:
 # --------------------------------------------------------------------------- bounded sweep, per-reason latency
 
 class _Socket:
+    """Records messages as pyzmq would deliver them (frames joined until no SNDMORE)."""
+
     def __init__(self) -> None:
         self.sent: list[list[bytes]] = []
+        self._parts: list[bytes] = []
 
-    def send_multipart(self, frames: list[bytes]) -> None:
-        self.sent.append(frames)
+    def send(self, frame: bytes, flags: int = 0) -> None:
+        self._parts.append(frame)
+        if not flags & zmq.SNDMORE:
+            self.sent.append(self._parts)
+            self._parts = []
 
 
 def test_sweep_releases_a_bounded_batch_per_call_and_comes_back_for_the_rest(model) -> None:
