@@ -26,6 +26,7 @@ import zmq
 
 log = logging.getLogger("riskd.bus")
 
+_EVENTS, _POLLIN = int(zmq.EVENTS), int(zmq.POLLIN)
 POLL_MS = 100  # how often a receive loop notices it was asked to stop
 
 
@@ -152,7 +153,12 @@ class ReceiveLoop:
                 # Drain what is queued before polling again: fewer wake-ups under load;
                 # bounded, so a sustained stream still reaches on_batch_end.
                 multipart = sock in self._multipart
-                for _ in range(self._max_batch):
+                for n in range(self._max_batch):
+                    # After the first frame, ask once whether more wait: an empty socket's
+                    # recv raises zmq.Again (4.5 us here, against 1.7 us for the question),
+                    # and at low rates most bursts are a single frame.
+                    if n == 1 and not sock.getsockopt(_EVENTS) & _POLLIN:
+                        break
                     try:
                         frame = sock.recv_multipart(zmq.NOBLOCK) if multipart else sock.recv(zmq.NOBLOCK)
                     except zmq.Again:

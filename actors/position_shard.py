@@ -189,8 +189,7 @@ class PositionShard:
         binding = (summary.binding_underlying, summary.binding_scenario)
         if (explain or tier != account.tier or explained is None
                 or (not carry_driver and (explained[2] != binding or now - explained[0] >= self.explain_interval_s))):
-            report = account.margin(top=1)
-            explained = (now, report.top_contributors[0].instrument if report.top_contributors else "", binding)
+            explained = (now, account.top_driver(), binding)
             self._explained[account_id] = explained
         account.tier = tier
         return AccountRisk(account_id, summary.equity, summary.initial_margin, summary.maintenance_margin,

@@ -387,6 +387,36 @@ class Account:
             binding_scenario=binding_label, top_contributors=tuple(contributors),
         )
 
+    def top_driver(self) -> str:
+        """The position losing most in the binding scenario (instrument id; "" if none):
+        ``margin(top=1).top_contributors[0].instrument`` without the rest of the report.
+
+        O(positions) plus one scan per underlying: the per-fill AccountRisk refreshes it."""
+        model, exposure, profile = self.model, self._exposure, self.profile
+        if self._scenario_only:
+            terms = self._terms_held
+        else:
+            terms = [max(scan_risk(exposure.scenario[seg]),
+                         float(profile.short_option_minimum * exposure.short_notional[u]))
+                     for u, seg in enumerate(model.segments)]
+        if not terms:
+            return ""
+        u = max(range(len(terms)), key=terms.__getitem__)  # the first largest, as np.argmax
+        if not terms[u] > 0.0:
+            return ""
+        segment = exposure.scenario[model.segments[u]]
+        if scan_risk(segment) < float(profile.short_option_minimum * exposure.short_notional[u]):
+            return ""  # bound by the short-option minimum: no scenario to explain
+        scenario = int(segment.argmin())
+        block_of, rows = model.block_list, model.scenario_rows
+        best: tuple[float, int, float] | None = None
+        for r, p in self.positions.items():
+            if block_of[r] == u:
+                key = (p.quantity * float(rows[r][scenario]), r, p.quantity)
+                if best is None or key < best:
+                    best = key
+        return model.table.ids[best[1]] if best is not None else ""
+
     def scenario_with_orders(self, u: int) -> tuple[np.ndarray, float, float]:
         """Read-only view of underlying ``u``'s what-if inputs (for the FPGA risk filter).
 

@@ -405,3 +405,21 @@ def test_order_var_scales_one_contract_exactly_as_a_direct_computation(book_part
     direct = parametric_var(model, dd, dg)
     assert acct._order_var(row, qty) == pytest.approx(direct, rel=1e-12, abs=1e-9)
     assert acct._order_var(row, -qty) == pytest.approx(parametric_var(model, -dd, -dg), rel=1e-12, abs=1e-9)
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(held=st.lists(st.tuples(st.sampled_from(ROWS), st.integers(-12, 12).filter(bool)), min_size=0, max_size=9),
+       profile=st.sampled_from([("scenario",), ("scenario", "parametric_var"), ("scenario", "historical_var")]),
+       som=st.sampled_from([0.0, 0.02, 0.5]))
+def test_top_driver_equals_the_full_report(book_parts, held, profile, som) -> None:
+    """The per-fill top driver is the full margin report's first contributor."""
+    table, market, params = book_parts
+    rng = np.random.default_rng(5)
+    returns = rng.multivariate_normal([0, 0], [[1e-4, 8e-5], [8e-5, 2e-4]], size=260)
+    model = RiskModel(table, market, params, returns)
+    acct = Account("A", MarginProfile(methods=profile, short_option_minimum=som), model, 1e7)
+    for iid, qty in held:
+        row = table.index[iid]
+        acct.apply_fill(row, float(qty), float(model.valuation.mark[row]))
+    report = acct.margin(top=1)
+    assert acct.top_driver() == (report.top_contributors[0].instrument if report.top_contributors else "")
