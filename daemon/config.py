@@ -61,10 +61,15 @@ class DaemonSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw
     shard or empty. ``market``: ``static`` (the snapshot given at start),
     ``simulate`` (GBM with jumps, for the demo) or ``zmq`` (encoded ticks published
     to ``ticks_endpoint``); ``publish_interval_s``: tick coalescing window;
-    ``full_interval_s``: full revaluation interval.
+    ``full_interval_s``: full revaluation interval. ``worker_niceness``: added to the
+    daemon's own nice value for the actor processes a local Ray instance starts
+    (Ray's own default is 15, under which any busy process at the daemon's priority,
+    the OMS included, takes ~28x the CPU share of a shard: CFS weights 1024 vs 36);
+    ignored with --address (that cluster's raylets decide).
     """
 
     shards: Annotated[int, Meta(ge=1, le=256)] = 2
+    worker_niceness: Annotated[int, Meta(ge=-20, le=19)] = 0
     run_dir: str = ""
     max_restarts: Annotated[int, Meta(ge=0, le=100)] = 3
     position_cpus: tuple[tuple[int, ...], ...] = ()
@@ -99,8 +104,9 @@ class RiskdConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
     ``pretrade``: the pre-trade hook's limits, staleness bound, reservation TTL and
     client timeout (actors/pretrade_config.py). ``durability``: the drop-copy
     journal's fsync policy, the state folder and the snapshot interval
-    (actors/snapshot.py). ``fpga``: the FPGA overlay beside the pre-trade hook
-    (enabled auto/on/off, bitstream, shadow mode: actors/fpga_shadow.py).
+    (actors/snapshot.py). ``fpga``: the FPGA overlay for the pre-trade hook and the
+    pricing actor's Greeks (enabled auto/on/off, bitstream; with an overlay open it
+    decides unless shadow = true: actors/fpga_shadow.py, actors/fpga_greeks.py).
     """
 
     margin: MarginParams

@@ -28,6 +28,7 @@ from actors.ray_ingest import IngestSpec, ingest_actor_class
 from actors.ray_liquidation import LiquidationSpec, liquidation_actor_class
 from actors.ray_market import MarketSpec, market_actor_class
 from actors.ray_position import ShardSpec, position_actor_class
+from actors.recovery_timing import StartupMarks
 from daemon.book import load_history_returns
 from daemon.config import ConfigError, RiskdConfig
 from daemon.pretrade_control import PretradeControl, pretrade_endpoints, ray_broadcast
@@ -66,10 +67,15 @@ class Daemon:
                  out: TextIO | None = None, http: bool = True) -> None:
         import ray
 
+        #: Start-up phase marks (wall clock): the recovery bench's breakdown.
+        self.startup = StartupMarks(with_process_start=False)
         if config.fix.drop_copy is None:
             raise ConfigError("config", "fix.drop_copy", "required: the drop-copy session riskd consumes")
         if not ray.is_initialized():
+            if address is None:  # a local instance: its raylet starts the workers at this nice value
+                os.environ["RAY_worker_niceness"] = str(config.daemon.worker_niceness)
             ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        self.startup.mark("ray_ready")
         self.config = config
         settings = config.daemon
         self.run_dir = run_dir = Path(settings.run_dir) if settings.run_dir else default_run_dir()
@@ -104,6 +110,7 @@ class Daemon:
             self._liquidation_spec(config, market, history, liquidation_endpoint))
         self._actors.append(self.liquidation)
         ray.get(self.liquidation.health.remote())
+        self.startup.mark("liquidation_up")
         self.market_actor = self._start_market(config, market, table, run_dir)
         updates_endpoint = self._updates_endpoint
         ingest_name = f"riskd-ingest-{os.getpid()}-{id(self):x}"
@@ -127,7 +134,8 @@ class Daemon:
                              pretrade_endpoint=self.pretrade_endpoints[shard], pretrade=config.pretrade,
                              kill_switch_journal=str(kill_switch_journal), fpga=config.fpga,
                              state_dir=str(state_dir) if durability.journal else None,
-                             snapshot_interval_s=durability.snapshot_interval_s)
+                             snapshot_interval_s=durability.snapshot_interval_s,
+                             journal_dir=self._journal_fields(ingest_name).get("journal_dir"))
             self.positions.append(position.options(name=f"{ingest_name}-shard-{shard}").remote(spec))
         self._actors += self.positions
         # The ingest starts while the shards load (its ExecID store and journal tail take
@@ -138,13 +146,17 @@ class Daemon:
                                                state_dir=str(state_dir / "ingest"), replay_endpoints=replay_endpoints,
                                                cpus=settings.ingest_cpus, **self._journal_fields(ingest_name)))
         self._actors.append(self.ingest)
+        self.startup.mark("actors_created")
         ray.get([p.health.remote() for p in self.positions])
+        self.startup.mark("shards_up")
         ray.get(self.liquidation.attach_positions.remote(self.positions))  # it reads accounts from them
+        self.startup.mark("liquidation_attached")
         #: Kill switches (journaled here, applied on every shard) and what-if checks.
         self.pretrade_control = PretradeControl(kill_switch_journal, ray_broadcast(self.positions),
                                                 self.pretrade_endpoints,
                                                 accounts=self.account_ids, underlyings=table.underlying_ids)
         ray.get(self.ingest.health.remote())
+        self.startup.mark("ingest_up")
         start_gc_freezer()  # the AccountRisk reader records end_to_end: no full collection there either
         self.view = RiskView(settings.latency, pull_latency=self._pull_latency, pull_health=self.health,
                              collateral=self.set_collateral, out=out).start()

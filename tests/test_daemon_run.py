@@ -5,6 +5,7 @@ Positions in the shard actors must equal the OMS's own record exactly.
 
 from __future__ import annotations
 
+import os
 import time
 
 import msgspec
@@ -27,10 +28,15 @@ def test_drop_copy_through_ray_actors_equals_the_oms_record(tmp_path) -> None:
                                         file_store_path=str(tmp_path / "fix"), reconnect_interval=0.2)
     config = msgspec.structs.replace(
         config, fix=msgspec.structs.replace(config.fix, drop_copy=drop_copy),
-        daemon=msgspec.structs.replace(config.daemon, run_dir=str(tmp_path / "run"), shards=2))
+        daemon=msgspec.structs.replace(config.daemon, run_dir=str(tmp_path / "run"), shards=2, worker_niceness=3))
     daemon = None
+    if ray.is_initialized():
+        ray.shutdown()  # the daemon starts its own local instance (and sets its workers' nice value)
     try:
         daemon = Daemon(config, book.market)
+        # Ray's default would be 15; the configured increment reaches every actor process.
+        own = os.getpriority(os.PRIO_PROCESS, 0)
+        assert [os.getpriority(os.PRIO_PROCESS, s["pid"]) for s in daemon.health()["shards"]] == [own + 3] * 2
         wait_for(lambda: oms.logged_on, 30, message="drop-copy logon")
         time.sleep(0.2)
         oms.send_reports(600)
