@@ -149,6 +149,7 @@ class Account:
         self._cost = 0.0
         #: Caches of the VaR profiles' what-if inputs (see initial_margin_with_orders, _order_var).
         self._im_with_orders: float | None = None
+        self._im_held: float | None = None
         self._last_order_var: tuple[RiskModel, int, float, float] | None = None
         #: (model, row, quantity, IM with orders after it) of the last VaR what-if.
         self._trial_im: tuple[RiskModel, int, float, float] | None = None
@@ -295,7 +296,11 @@ class Account:
         """IM of the positions alone, currency."""
         if self._scenario_only:
             return math.fsum(self._terms_held)
-        return initial_margin(method_margins(self.model, self._exposure, self.profile))
+        # VaR profiles: cached until the positions or arrays change (_refresh_terms with
+        # held), so summary() of an account without orders computes the methods once.
+        if self._im_held is None:
+            self._im_held = initial_margin(method_margins(self.model, self._exposure, self.profile))
+        return self._im_held
 
     def initial_margin_with_orders(self) -> float:
         """IM of the positions plus the worst case of the open orders, currency."""
@@ -503,6 +508,7 @@ class Account:
         short = float(self._exposure.short_notional[u] + self._reserve.short_notional[u])
         self._short_all[u] = short
         if held:
+            self._im_held = None
             self._terms_held[u] = scenario_term(self.model, self.profile, self._exposure, u)
         # = scenario_term(..., self._reserve): the same sums, already in ``combined``.
         scan = scan_risk(combined)

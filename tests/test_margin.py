@@ -325,6 +325,7 @@ def test_var_profile_caches_never_outlive_a_change(book_parts, steps) -> None:
                 for uid, q in market.underlyings.items()})
             acct.rebind(RiskModel(table, moved, params, returns))
         reference = fresh()
+        assert acct.initial_margin() == pytest.approx(reference.initial_margin(), rel=1e-9, abs=1e-6), (n, op)
         assert acct.initial_margin_with_orders() == pytest.approx(reference.initial_margin_with_orders(),
                                                                   rel=1e-9, abs=1e-6), (n, op)
         assert acct.margin().methods == reference.margin().methods or all(
