@@ -33,6 +33,8 @@ from risk.params import MarginProfile
 
 log = logging.getLogger("riskd.position")
 T = TypeVar("T")
+#: Reservation-only AccountRisk republishes per flush at most (~20 us each).
+RESERVED_BATCH = 16
 
 
 class StageSink(Protocol):
@@ -103,6 +105,9 @@ class PositionService:
         self._dirty: dict[str, Stamps] = {}
         #: Accounts whose reservations changed, published when _reserved_due_ns comes.
         self._reserved: set[str] = set()
+        #: Due reservation-only republishes, RESERVED_BATCH per flush (a check waiting
+        #: behind a few hundred of them would wait milliseconds).
+        self._reserved_queue: list[str] = []
         self._reserved_due_ns = 0
         self._reserved_every_ns = 0
         self.pretrade: PretradeEndpoint | None = None
@@ -275,14 +280,19 @@ class PositionService:
         if self._periodic is not None:
             self._periodic()
         reserved_only: set[str] = set()
-        if self._reserved:
+        if self._reserved and not self._reserved_queue:
             now = self._clock_ns()
             if now >= self._reserved_due_ns:
-                reserved_only = self._reserved - self._dirty.keys()
-                for account_id in reserved_only:
-                    self._dirty[account_id] = Stamps()
+                self._reserved_queue = sorted(self._reserved, reverse=True)
                 self._reserved = set()
                 self._reserved_due_ns = now + self._reserved_every_ns
+        if self._reserved_queue:
+            batch = self._reserved_queue[-RESERVED_BATCH:]
+            del self._reserved_queue[-RESERVED_BATCH:]
+            for account_id in batch:
+                if account_id not in self._dirty:  # else published in full below
+                    reserved_only.add(account_id)
+                    self._dirty[account_id] = Stamps()
         if not self._dirty:
             return
         dirty, self._dirty = self._dirty, {}

@@ -143,3 +143,43 @@ def test_a_sub_millisecond_budget_is_waited_for_in_full_before_failing_closed(tm
         client.close()
         silent.close(0)
         context.term()
+
+
+def test_reservation_only_republishes_are_bounded_per_flush_and_all_arrive(book_parts, tmp_path) -> None:
+    """After a burst of accepted orders on 40 accounts, each flush (one runs after every
+    check) republishes at most RESERVED_BATCH of them, and every account arrives once,
+    carrying its IM with the order reserved."""
+    from actors.position_service import RESERVED_BATCH
+
+    model = RiskModel(*book_parts)
+    price = float(model.valuation.mark[model.table.index["ES"]])
+    shard = PositionShard(0, 1, model)
+    accounts = [f"A{i:02d}" for i in range(40)]
+    for account in accounts:
+        shard.add_account(account, model.params.profiles["span"], 1e8)
+    checker = PreTradeChecker(shard, PretradeSettings(reservation_ttl_s=60.0), KillSwitches())
+    bus = Bus(zmq.Context())
+    endpoints = {name: ipc_endpoint(name, tmp_path) for name in ("events", "risk", "pretrade")}
+    svc = PositionService(shard, bus, endpoints["events"], endpoints["risk"],
+                          pretrade=(endpoints["pretrade"], checker, 1e6))  # not started: flushes driven here
+    published: list[list[AccountRisk]] = []
+    svc._publish = lambda message: published[-1].append(message)  # type: ignore[method-assign]
+    try:
+        for i, account in enumerate(accounts):
+            decision = checker.check(CheckRequest(f"O{i}", account, "ES", 1, 1.0, price))
+            assert decision.accepted, decision.message
+            svc._mark_reserved(account)
+        for _ in range(5):
+            published.append([])
+            svc._flush()
+        assert max(len(batch) for batch in published) <= RESERVED_BATCH
+        seen = [m.account for batch in published for m in batch]
+        assert sorted(seen) == accounts  # each exactly once
+        for message in (m for batch in published for m in batch):
+            account = shard.accounts[message.account]
+            assert message.initial_margin_with_orders == account.initial_margin_with_orders()
+            assert message.initial_margin_with_orders > account.initial_margin()  # the order's reservation
+    finally:
+        svc._loop._wake_rx.close(0)  # never started: only its wake pair to close
+        svc._loop._wake_tx.close(0)
+        bus.close()
