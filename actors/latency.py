@@ -97,14 +97,20 @@ def _new_counts() -> array.array:
 
 
 class _EncodedRecorder(msgspec.Struct, array_like=True, frozen=True):
-    """Wire form of :meth:`StageRecorder.encode`: HDR histoblobs and anomaly counts."""
+    """Wire form of :meth:`StageRecorder.encode`: per stage either a standard HDR
+    histoblob (``histograms``, version 1, or ``hdr=True``) or the non-empty buckets of
+    this module's layout (``sparse``: int32 indices and int64 counts, little-endian
+    bytes; version 2), and anomaly counts."""
 
     version: int
     histograms: dict[str, bytes]
     anomalies: dict[str, int]
+    sparse: dict[str, tuple[bytes, bytes]] = {}
 
 
-_WIRE_VERSION = 1
+#: 2: sparse buckets; version-1 payloads (HDR histoblobs only) are still merged.
+_WIRE_VERSION = 2
+_WIRE_VERSIONS = (1, 2)
 _wire_encoder = msgspec.msgpack.Encoder()
 _wire_decoder = msgspec.msgpack.Decoder(_EncodedRecorder)
 
@@ -330,19 +336,23 @@ class StageRecorder:
         return StageStats(count=state.count, window_count=n, p50_us=p50, p99_us=p99, p999_us=p999,
                           max_us=max_us, budget_us=budget, breached=breached, anomalies=state.anomalies)
 
-    def encode(self, *, cumulative: bool = False) -> bytes:
+    def encode(self, *, cumulative: bool = False, hdr: bool = False) -> bytes:
         """The histograms as bytes for :meth:`merge_encoded` on another recorder.
 
         By default each call returns only what was recorded (or merged) since the
         previous ``encode()``, so a receiver that merges every message counts each
         sample once; the first call returns everything since start. With
         ``cumulative=True``: everything since start or reset, without moving that
-        mark. The payload is msgpack of ``{stage: HdrHistogram.encode()}`` (standard
-        base64 HDR histoblobs) plus anomaly counts.
+        mark. The payload is msgpack of each stage's non-empty buckets (sparse:
+        actors ship it every second, and building and deflating HDR histoblobs held
+        their GIL ~1 ms per stage, a stall their hot path waited behind) or, with
+        ``hdr=True``, of ``{stage: HdrHistogram.encode()}`` (standard base64 HDR
+        histoblobs, for other tools), plus anomaly counts.
         """
         with self._read_lock:
             self._harvest()
             blobs: dict[str, bytes] = {}
+            sparse: dict[str, tuple[bytes, bytes]] = {}
             anomalies: dict[str, int] = {}
             for stage, state in self._states.items():
                 if cumulative:
@@ -359,10 +369,13 @@ class StageRecorder:
                     state.unshipped_anomalies = 0
                 index = _nonzero(counts)
                 if index.size:
-                    blobs[stage] = _to_hdr(counts, index).encode()
+                    if hdr:
+                        blobs[stage] = _to_hdr(counts, index).encode()
+                    else:
+                        sparse[stage] = (index.astype("<i4").tobytes(), counts[index].astype("<i8").tobytes())
                 if n_anomalies:
                     anomalies[stage] = n_anomalies
-            return _wire_encoder.encode(_EncodedRecorder(_WIRE_VERSION, blobs, anomalies))
+            return _wire_encoder.encode(_EncodedRecorder(_WIRE_VERSION, blobs, anomalies, sparse))
 
     def merge_encoded(self, data: bytes) -> None:
         """Add another recorder's :meth:`encode` output to this one's histograms.
@@ -374,8 +387,8 @@ class StageRecorder:
             message = _wire_decoder.decode(data)
         except msgspec.DecodeError as exc:
             raise ValueError(f"not a StageRecorder encoding: {exc}") from exc
-        if message.version != _WIRE_VERSION:
-            raise ValueError(f"StageRecorder encoding version {message.version}, expected {_WIRE_VERSION}")
+        if message.version not in _WIRE_VERSIONS:
+            raise ValueError(f"StageRecorder encoding version {message.version}, expected one of {_WIRE_VERSIONS}")
         # Decode everything before touching state, so a bad blob merges nothing.
         deltas: list[tuple[str, np.ndarray, np.ndarray]] = []
         for stage, blob in message.histograms.items():
@@ -383,6 +396,13 @@ class StageRecorder:
                 index, values = _from_hdr(HdrHistogram.decode(blob))
             except Exception as exc:  # hdrh raises several unrelated types on bad input
                 raise ValueError(f"stage {stage!r}: bad HDR histogram encoding: {exc}") from exc
+            deltas.append((stage, index, values))
+        for stage, (index_bytes, count_bytes) in message.sparse.items():
+            index = np.frombuffer(index_bytes, "<i4").astype(np.int64)
+            values = np.frombuffer(count_bytes, "<i8").astype(np.int64)
+            if (index.size != values.size or not index.size or int(index.min()) < 0
+                    or int(index.max()) >= _COUNTS_LEN or bool((np.diff(index) <= 0).any()) or bool((values <= 0).any())):
+                raise ValueError(f"stage {stage!r}: bad sparse buckets ({index.size} indices, {values.size} counts)")
             deltas.append((stage, index, values))
         with self._read_lock:
             self._harvest()

@@ -183,13 +183,33 @@ def test_encoding_carries_standard_hdr_histoblobs() -> None:
     samples = _samples_ns(1000)
     recorder = StageRecorder()
     _feed(recorder, ROUTE, samples)
-    version, blobs, anomalies = msgspec.msgpack.decode(recorder.encode(cumulative=True))
+    version, blobs, anomalies, _ = msgspec.msgpack.decode(recorder.encode(cumulative=True, hdr=True))
     histogram = HdrHistogram.decode(blobs[ROUTE])
     assert histogram.get_total_count() == len(samples)
     assert histogram.get_value_at_percentile(99.0) / 1000.0 == recorder.snapshot()[ROUTE].p99_us
     # cumulative=True does not move the incremental mark: the next encode has everything.
-    _, blobs, _ = msgspec.msgpack.decode(recorder.encode())
+    _, blobs, _, _ = msgspec.msgpack.decode(recorder.encode(hdr=True))
     assert HdrHistogram.decode(blobs[ROUTE]).get_total_count() == len(samples)
+
+
+def test_sparse_and_hdr_encodings_merge_to_the_same_histogram() -> None:
+    """The actors' default (sparse buckets) and the standard HDR form carry the same
+    samples: merged into fresh recorders, every percentile agrees with the source."""
+    samples = _samples_ns(5000)
+    source = StageRecorder()
+    _feed(source, ROUTE, samples)
+    via_sparse, via_hdr = StageRecorder(), StageRecorder()
+    via_sparse.merge_encoded(source.encode(cumulative=True))
+    via_hdr.merge_encoded(source.encode(cumulative=True, hdr=True))
+    expected = source.snapshot()[ROUTE]
+    for merged in (via_sparse, via_hdr):
+        got = merged.snapshot()[ROUTE]
+        assert (got.count, got.p50_us, got.p99_us, got.p999_us, got.max_us) == (
+            expected.count, expected.p50_us, expected.p99_us, expected.p999_us, expected.max_us)
+    bad = msgspec.msgpack.encode([2, {}, {}, {"route": [np.array([5, 3], "<i4").tobytes(),
+                                                          np.array([1, 1], "<i8").tobytes()]}])
+    with pytest.raises(ValueError, match="route"):
+        StageRecorder().merge_encoded(bad)  # indices out of order
 
 
 def test_merge_rejects_garbage() -> None:
