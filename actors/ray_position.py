@@ -93,7 +93,7 @@ class PositionActorImpl:
         self.shard = PositionShard(spec.shard, spec.n_shards, model, explain_interval_s=spec.explain_interval_s)
         for account_id, profile, cash in spec.accounts:
             self.shard.add_account(account_id, spec.params.profiles[profile], cash)
-        self.recorder = StageRecorder(spec.budgets)
+        self.recorder = StageRecorder(spec.budgets, cumulative=True)  # deltas shipped to the daemon, which windows them
         self.bus = Bus()
         self.table = table
         pretrade = None
