@@ -10,13 +10,17 @@ Between revaluations the fast path estimates each instrument's mark move from
 the last full valuation's Greeks (delta-gamma-vega: dV = delta dS + gamma dS^2 / 2
 + vega dvol, per unit). At each full revaluation the estimate is compared with
 the exact marks, and the error is kept for export (``fast_path_error``).
+
+``greeks``: the FPGA overlay's Greeks path (actors.fpga_greeks.FpgaGreeks, only
+when an overlay is open): after each revaluation it puts the options' Greeks
+through the overlay's Greeks core (they then feed the fast path) or compares them.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import time
-from typing import Callable
+from typing import Any, Callable
 
 import msgspec
 import numpy as np
@@ -46,8 +50,9 @@ class PricingEngine:
 
     def __init__(self, table: InstrumentTable, params: MarginParams, state: MarketState, *,
                  history_returns: np.ndarray | None = None, full_interval_s: float = 1.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, greeks: Any = None) -> None:
         self.table = table
+        self.greeks = greeks
         self.params = params
         self.state = state
         self.history_returns = history_returns
@@ -90,6 +95,8 @@ class PricingEngine:
             changed = {self.table.underlying_index[u] for u in self.dirty}
             model = RiskModel(self.table, market, self.params, self.history_returns, previous=self.model,
                               changed=changed)
+        if self.greeks is not None:
+            self.greeks.apply(model)
         self.dirty.clear()
         self.model = model
         self.version += 1

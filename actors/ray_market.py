@@ -21,6 +21,8 @@ import zmq
 
 from actors.gc_quiet import start_gc_freezer
 from actors.bus import Bus
+from actors.fpga_greeks import FpgaGreeks
+from actors.fpga_shadow import FpgaSettings
 from actors.market_data import GbmMarket, GbmUnderlying, MarketState, ReplaySource, Tick
 from actors.market_service import LogLimiter, MarketService, ZmqTickSource
 from actors.pricing_engine import PricingEngine
@@ -45,7 +47,8 @@ class MarketSpec(msgspec.Struct, frozen=True, kw_only=True):
     as possible), the snapshots then taken at the recorded time; neither: simulate
     ``simulate`` (one GbmUnderlying per underlying, stepped every
     ``publish_interval_s`` of wall time, seeded). Intervals in seconds. ``cpus``: CPU
-    ids the actor's threads are pinned to (empty: not pinned).
+    ids the actor's threads are pinned to (empty: not pinned). ``fpga``: the
+    ``[fpga]`` section: the option Greeks through the overlay (actors/fpga_greeks.py).
     """
 
     params: MarginParams
@@ -61,6 +64,7 @@ class MarketSpec(msgspec.Struct, frozen=True, kw_only=True):
     publish_interval_s: float = 0.05
     full_interval_s: float = 1.0
     cpus: tuple[int, ...] = ()
+    fpga: FpgaSettings = FpgaSettings()
 
     def __post_init__(self) -> None:
         if self.ticks_endpoint is not None and self.replay_path is not None:
@@ -189,7 +193,9 @@ class MarketActorImpl:
                                   max_errors_kept=REPLAY_ERRORS_IN_HEALTH)
             self.replay = ReplayFeed(source, spec.initial.as_of)
         state = MarketState(table, spec.initial.underlyings)
-        engine = PricingEngine(table, spec.params, state, full_interval_s=spec.full_interval_s)
+        self.fpga = FpgaGreeks.open(spec.fpga)
+        engine = PricingEngine(table, spec.params, state, full_interval_s=spec.full_interval_s,
+                               greeks=self.fpga if self.fpga.backend is not None else None)
         self.bus = Bus()
         self.zmq_source: ZmqTickSource | None = None
         if self.replay is not None:
@@ -229,8 +235,9 @@ class MarketActorImpl:
         (``refused``), each with its latest reason (``last_undecodable``,
         ``last_refused``); ``fast_path_*``: the delta-gamma-vega estimate's worst error
         seen at a full revaluation, per unit in currency (``max_abs``, ``last_max_abs``)
-        and as a fraction of the underlying's price (``max_rel``); replay fields
-        (``replay_*``) when replaying."""
+        and as a fraction of the underlying's price (``max_rel``); ``fpga``: the Greeks
+        path and its errors (actors.fpga_greeks); replay fields (``replay_*``) when
+        replaying."""
         service = self.service
         e = service.engine.fast_path_error
         undecodable = self.zmq_source.undecodable if self.zmq_source is not None else 0
@@ -242,7 +249,7 @@ class MarketActorImpl:
             "last_refused": service.last_refusal,
             "version": service.version, "errors": list(service.errors),
             "fast_path_max_abs": e.max_abs, "fast_path_max_rel": e.max_rel,
-            "fast_path_last_max_abs": e.last_max_abs, "full_revaluations": e.checks}
+            "fast_path_last_max_abs": e.last_max_abs, "full_revaluations": e.checks, "fpga": self.fpga.state()}
         if self.replay is not None:
             out.update(self.replay.health())
         return out

@@ -7,7 +7,12 @@ AXI4-Lite); times in us at ``clock_mhz`` follow from them (the clock is a design
 assumption, justified in fpga_overlay/README.md, not a timing-closed figure). The
 errors are the bit-exact model's against risk/'s float64 Greeks inside the
 documented domain. The software path is timed here: risk.pricing.greeks per option
-(vectorized batch) and actors.pretrade.PreTradeChecker.check per what-if check.
+(vectorized batch) and actors.pretrade.PreTradeChecker.check per what-if check
+(thread CPU time);
+so is the host's share of the deciding path (actors/fpga_decide.py: the filter's
+record, the software-only checks, the decision) on the same checks, with the
+device's answers replayed at no cost: what a check costs the CPU when the overlay
+decides, the device's latency (``fpga_check_us``) apart.
 """
 
 from __future__ import annotations
@@ -22,9 +27,11 @@ import numpy as np
 CLOCK_MHZ = 200.0
 
 
-def _software_check_us(n: int) -> dict[str, float]:
+def _software_check_us(n: int) -> tuple[dict[str, float], dict[str, float]]:
+    """(software hook, deciding path's host share): us per what-if check, p50 / p99 / mean."""
     import datetime as dt
 
+    from actors.fpga_shadow import FpgaPath, FpgaSettings
     from actors.kill_switch import KillSwitches
     from actors.position_shard import PositionShard
     from actors.pretrade import PreTradeChecker
@@ -32,6 +39,7 @@ def _software_check_us(n: int) -> dict[str, float]:
     from actors.pretrade_messages import CheckRequest
     from risk.instruments import InstrumentTable, MarketSnapshot, UnderlyingQuote
     from risk.model import RiskModel
+    from fpga_overlay.model_backend import ModelBackend
     from risk.params import InstrumentSpec, MarginParams, MarginProfile, PortfolioGrid, TierThresholds, UnderlyingSpec
 
     expiry = dt.date(2026, 12, 18)
@@ -48,13 +56,54 @@ def _software_check_us(n: int) -> dict[str, float]:
     shard.add_account("A", params.profiles["p"], 1e6)
     shard.accounts["A"].apply_fill(1, -5.0, float(model.valuation.mark[1]))
     checker = PreTradeChecker(shard, PretradeSettings(), KillSwitches())
-    times = np.empty(n)
-    for i in range(n):
-        req = CheckRequest(f"o{i}", "A", table.ids[i % len(table)], 1 if i % 2 else -1, 3.0,
-                           float(model.valuation.mark[i % len(table)]), what_if=True)
-        t0 = time.perf_counter_ns()
-        checker.check(req)
-        times[i] = (time.perf_counter_ns() - t0) / 1e3
+    requests = [CheckRequest(f"o{i}", "A", table.ids[i % len(table)], 1 if i % 2 else -1, 3.0,
+                             float(model.valuation.mark[i % len(table)]), what_if=True) for i in range(n)]
+    software = _time_checks(lambda r: checker.check(r), requests)
+    # The deciding path: the model's answers first (what-ifs change nothing), then replayed.
+    answers: list = []
+    recording = FpgaPath(FpgaSettings(), checker.settings, _Recorder(ModelBackend(), answers))
+    for r in requests:
+        assert recording.check(checker, r).reason == checker.check(r).reason  # the same decisions
+    assert recording.decided == n
+    replay = FpgaPath(FpgaSettings(), checker.settings, _Replay(answers))
+    host = _time_checks(lambda r: replay.check(checker, r), requests)
+    return software, host
+
+
+class _Recorder:
+    """The model backend, its answers kept in order."""
+
+    simulated = True
+
+    def __init__(self, backend, answers: list) -> None:
+        self.backend, self.answers = backend, answers
+
+    def check(self, record):
+        answer = self.backend.check(record)
+        self.answers.append(answer)
+        return answer
+
+
+class _Replay:
+    """The recorded answers again, in order, at no cost: the host's share alone."""
+
+    simulated = True
+
+    def __init__(self, answers: list) -> None:
+        self._next = iter(answers).__next__
+
+    def check(self, record):
+        return self._next()
+
+
+def _time_checks(check, requests) -> dict[str, float]:
+    """CPU time of the calling thread per check, us (a shared machine's preemptions,
+    milliseconds long, are not the check's cost)."""
+    times = np.empty(len(requests))
+    for i, req in enumerate(requests):
+        t0 = time.thread_time_ns()
+        check(req)
+        times[i] = (time.thread_time_ns() - t0) / 1e3
     return {"p50": float(np.percentile(times, 50)), "p99": float(np.percentile(times, 99)),
             "mean": float(times.mean())}
 
@@ -97,7 +146,7 @@ def run_bench_fpga(out: TextIO, quick: bool = False) -> int:
     acc = gc.domain_sample(5000 if quick else 50000, seed=2)
     errs = gc.errors(gc.reference(acc), gc.to_float(gc.model(acc)), gc.dequantize_inputs(acc)["s"])
     sw_option = _software_greeks_ns(20000, 5 if quick else 20)
-    sw_check = _software_check_us(500 if quick else 5000)
+    sw_check, host_check = _software_check_us(500 if quick else 5000)
     fpga_option_ns = 1e3 / CLOCK_MHZ / per_cycle
     filter_us = max(filter_cycles) / CLOCK_MHZ
     report = {
@@ -121,6 +170,7 @@ def run_bench_fpga(out: TextIO, quick: bool = False) -> int:
         "accuracy_options": len(acc["s"]),
         "software_greeks_ns_per_option": sw_option,
         "software_check_us": sw_check,
+        "fpga_path_host_check_us": host_check,
         "fpga_greeks_ns_per_option": fpga_option_ns,
         "fpga_check_us": filter_us,
         "ratio_software_over_fpga_per_option": sw_option["p50"] / fpga_option_ns,

@@ -212,7 +212,8 @@ class Daemon:
                           simulate=simulated_underlyings(table, market) if settings.market == "simulate" else (),
                           replay_path=settings.replay_path if settings.market == "replay" else None,
                           replay_speed=settings.replay_speed, cpus=settings.market_cpus,
-                          publish_interval_s=settings.publish_interval_s, full_interval_s=settings.full_interval_s)
+                          publish_interval_s=settings.publish_interval_s, full_interval_s=settings.full_interval_s,
+                          fpga=config.fpga)
         actor = market_actor_class(settings.max_restarts).remote(spec)
         self._actors.append(actor)
         import ray

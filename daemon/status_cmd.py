@@ -173,7 +173,8 @@ def _kill_switch_line(switches: Mapping[str, Any] | None) -> str:
 
 
 def _fpga_line(health: Mapping[str, Any]) -> str:
-    """``pre-trade path: ...``: what decides on each shard, and the shadow comparison."""
+    """``pre-trade path: ...``: what decides on each shard (``fpga``, ``fpga-shadow`` or
+    ``software``) with its counters, and the pricing actor's Greeks path."""
     shards = health.get("shards") if isinstance(health.get("shards"), list) else []
     parts = []
     for i, shard in enumerate(shards):
@@ -184,8 +185,21 @@ def _fpga_line(health: Mapping[str, Any]) -> str:
         if fpga.get("shadow"):
             text += (f" (compared {fpga.get('compared')}, mismatches {fpga.get('mismatches')},"
                      f" max IM error {fpga.get('max_im_error')})")
+        elif fpga.get("path") == "fpga":
+            text += (f" (decided {fpga.get('decided')}, software fallback {fpga.get('fallback')},"
+                     f" device errors {fpga.get('device_errors')})")
         parts.append(text)
-    return "pre-trade path: " + escape("; ".join(parts) if parts else "-")
+    market = health.get("market")
+    greeks = market.get("fpga") if isinstance(market, Mapping) else None
+    line = "pre-trade path: " + escape("; ".join(parts) if parts else "-")
+    if isinstance(greeks, Mapping):
+        text = f"{greeks.get('mode')}"
+        if greeks.get("path") != "software":
+            text += (f" (options {greeks.get('options')}, on software {greeks.get('software_options')},"
+                     f" errors {greeks.get('errors')}, max rel err price {greeks.get('max_rel_err_price')},"
+                     f" delta {greeks.get('max_rel_err_delta')}, vega {greeks.get('max_rel_err_vega')})")
+        line += "\npricing Greeks path: " + escape(text)
+    return line
 
 
 def _account_table(accounts: Sequence[Mapping[str, Any]]) -> Table:

@@ -33,13 +33,19 @@ def export(name: str, out_dir: Path) -> Path:
 
 
 def synth(path: Path, name: str, timeout_s: float = 3600.0) -> Path:
-    """yosys synth_xilinx (xcup) on ``path``; its ``stat`` report next to it."""
+    """yosys synth_xilinx (xcup) on ``path``; its ``stat`` report next to it.
+
+    The full yosys log goes to ``<name>_yosys.log`` as it runs, so a run cut off
+    by ``timeout_s`` (seconds) still shows which pass it had reached.
+    """
     yosys = shutil.which("yosys")
     if yosys is None:
         raise FileNotFoundError("yosys is not installed (apt-get install yosys)")
     log = path.with_name(f"{name}_synth.log")
     script = f"read_verilog {path}; synth_xilinx -family xcup -top {name}; tee -o {log} stat -tech xilinx"
-    subprocess.run([yosys, "-q", "-p", script], stdout=subprocess.DEVNULL, check=True, timeout=timeout_s)
+    full_log = path.with_name(f"{name}_yosys.log")
+    subprocess.run([yosys, "-q", "-l", str(full_log), "-p", script], stdout=subprocess.DEVNULL, check=True,
+                   timeout=timeout_s)
     return log
 
 
@@ -48,12 +54,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder (default build/fpga)")
     parser.add_argument("--only", choices=sorted(IPS), help="export one IP only")
     parser.add_argument("--synth", action="store_true", help="also run yosys synth_xilinx (slow for greeks_core)")
+    parser.add_argument("--timeout", type=float, default=3600.0, help="yosys time limit per IP, seconds")
     args = parser.parse_args(argv)
     for name in [args.only] if args.only else list(IPS):
         path = export(name, args.out)
         print(f"wrote {path}")
         if args.synth:
-            print(f"synthesized: {synth(path, name)}")
+            print(f"synthesized: {synth(path, name, args.timeout)}")
     return 0
 
 

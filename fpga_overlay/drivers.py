@@ -9,27 +9,16 @@ CTRL at 0x00, arguments from 0x10).
 
 from __future__ import annotations
 
-import msgspec
 import numpy as np
 import pynq
 
 from fpga_overlay import greeks_core as gc
 from fpga_overlay import risk_filter as rf
 from fpga_overlay.cores import FILTER_REGS, FILTER_VLNV, GREEKS_REGS, GREEKS_VLNV, RECORD_BYTES
+from fpga_overlay.risk_filter_host import FilterDecision  # noqa: F401  (the driver's result type, re-exported)
 
 AP_START, AP_DONE = 0x1, 0x2
 LANES = RECORD_BYTES // 8
-
-
-class FilterDecision(msgspec.Struct, frozen=True, kw_only=True):
-    """The filter's answer: ``reason`` a FilterReason code; ``im_after`` currency (IM
-    after the order, meaningful when the margin check was reached); ``cycles``: clock
-    cycles from ap_start to ap_done as counted by the IP."""
-
-    accepted: bool
-    reason: str
-    im_after: float
-    cycles: int
 
 
 def _wait_done(ip: pynq.DefaultIP, max_polls: int) -> None:

@@ -29,6 +29,18 @@ class FilterLimits(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
     max_position_underlying: float = 0.0
 
 
+class FilterDecision(msgspec.Struct, frozen=True, kw_only=True):
+    """The filter's answer (what ``RiskFilterDriver.check`` returns): ``reason`` a
+    FilterReason code; ``im_after`` currency (IM after the order, meaningful when the
+    margin check was reached); ``cycles``: clock cycles from ap_start to ap_done as
+    counted by the IP."""
+
+    accepted: bool
+    reason: str
+    im_after: float
+    cycles: int
+
+
 class KillFlags(msgspec.Struct, frozen=True, kw_only=True):
     """Kill switches engaged for this order: global, its account, its underlying."""
 
@@ -47,6 +59,26 @@ def _fx(name: str, value: float, frac: int) -> int:
         raise ValueError(f"risk filter field {name}: {value!r} is outside the format's range"
                          f" [{lo / (1 << frac):g}, {hi / (1 << frac):g}]")
     return raw
+
+
+_C_KEYS = tuple(f"c{s}" for s in range(rf.S))
+_A_KEYS = tuple(f"a{s}" for s in range(rf.S))
+#: Scaled lane values below this magnitude convert to int64 exactly (checked per lane above it).
+_EXACT = 2.0 ** 62
+
+
+def _fx_lanes(keys: tuple[str, ...], values: np.ndarray, frac: int) -> list[int]:
+    """:func:`_fx` of every lane at once (the S scenario lanes are most of a record):
+    ``np.rint`` rounds half to even like ``round``, and scaling by 2**frac is exact,
+    so the integers are :func:`_fx`'s; anything unusual goes through :func:`_fx`
+    itself (its ValueError names the lane)."""
+    scaled = np.asarray(values, dtype=float) * float(1 << frac)
+    lo, hi = rf.field_range(keys[0])
+    if np.isfinite(scaled).all() and (np.abs(scaled) < _EXACT).all():
+        ints = np.rint(scaled).astype(np.int64)
+        if not len(ints) or (int(ints.min()) >= lo and int(ints.max()) <= hi):
+            return ints.tolist()
+    return [_fx(key, float(v), frac) for key, v in zip(keys, values)]
 
 
 def supported(account: Account) -> str:
@@ -102,9 +134,9 @@ def order_fields(account: Account, row: int, quantity: float, price: float, limi
     out["sells"] = _fx("sells", sells, rf.QTY_FRAC)
     gross = math.fsum(max(abs(h + b), abs(h + s)) for h, b, s in sides.values())
     out["gross_other"] = _fx("gross_other", gross, rf.QTY_FRAC)
-    for s in range(rf.S):  # unused lanes hold 0 (a leaf of the min tree anyway)
-        out[f"c{s}"] = _fx(f"c{s}", float(pnl[s]), rf.MONEY_FRAC) if s < len(pnl) else 0
-        out[f"a{s}"] = _fx(f"a{s}", float(risk[s]), rf.RISK_FRAC) if s < len(pnl) else 0
+    n = len(pnl)  # unused lanes hold 0 (a leaf of the min tree anyway)
+    out.update(zip(_C_KEYS, _fx_lanes(_C_KEYS, pnl, rf.MONEY_FRAC) + [0] * (rf.S - n)))
+    out.update(zip(_A_KEYS, _fx_lanes(_A_KEYS, np.asarray(risk)[:n], rf.RISK_FRAC) + [0] * (rf.S - n)))
     before = account.initial_margin_with_orders()
     equity, _ = account.equity()
     utilization = account.profile.max_utilization if max_utilization is None else max_utilization

@@ -196,3 +196,27 @@ def test_host_refuses_what_the_filter_cannot_hold(book_parts) -> None:
         host.order_fields(acct, es, 2.0 ** 40, 6900.0, host.FilterLimits(), host.KillFlags(), 0.01)
     with pytest.raises(ValueError, match="field price: nan"):
         host.order_fields(acct, es, 1.0, math.nan, host.FilterLimits(), host.KillFlags(), 0.01)
+
+
+def test_lanes_quantize_like_the_scalar_field_conversion() -> None:
+    """host._fx_lanes (all scenario lanes at once) against host._fx lane by lane: ties
+    (half a quantum: round half to even), signs, the format's ends and beyond."""
+    rng = np.random.default_rng(17)
+    for keys, frac in ((host._C_KEYS, rf.MONEY_FRAC), (host._A_KEYS, rf.RISK_FRAC)):
+        lo, hi = rf.field_range(keys[0])
+        q = 1.0 / (1 << frac)
+        for trial in range(300):
+            n = int(rng.integers(0, rf.S + 1))
+            magnitude = 10.0 ** rng.uniform(-6, math.log10(hi * q) + (0.3 if trial % 10 == 0 else -0.01), n)
+            values = np.where(rng.random(n) < 0.5, -magnitude, magnitude)
+            ties = rng.random(n) < 0.3  # exactly k + 1/2 quanta
+            values[ties] = (np.floor(values[ties] / q) + 0.5) * q
+            if trial % 25 == 0 and n:
+                values[int(rng.integers(n))] = rng.choice([hi * q, lo * q, math.nan, math.inf])
+            try:
+                want = [host._fx(k, float(v), frac) for k, v in zip(keys, values)]
+            except ValueError as exc:
+                with pytest.raises(ValueError, match=str(exc).split(":")[0]):
+                    host._fx_lanes(keys, values, frac)
+                continue
+            assert host._fx_lanes(keys, values, frac) == want
