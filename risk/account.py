@@ -153,6 +153,8 @@ class Account:
         self._last_order_var: tuple[RiskModel, int, float, float] | None = None
         #: (model, row, quantity, IM with orders after it) of the last VaR what-if.
         self._trial_im: tuple[RiskModel, int, float, float] | None = None
+        #: The open orders' stand-alone VaRs (currency), as of the last order change.
+        self._order_vars: list[float] = []
         self._bind_views(model)
 
     # ----- state changes -------------------------------------------------
@@ -345,7 +347,10 @@ class Account:
             if self._uses_var:
                 # fsum is correctly rounded whatever the order: exactly the reservation's
                 # var once reserve() has added this order (_refresh_var).
-                trial.var = math.fsum([*(o.var for o in self.orders.values()), self._order_var(row, quantity)])
+                order_vars = self._order_vars
+                order_vars.append(self._order_var(row, quantity))
+                trial.var = math.fsum(order_vars)
+                order_vars.pop()
             after = initial_margin(method_margins(model, self._exposure, self.profile, trial))
             # reserve() of this very order makes the IM with orders exactly ``after``
             # (the same arrays, built by the same operations): kept for it, so a VaR
@@ -475,7 +480,11 @@ class Account:
         return parametric_var(model, dd, dg)
 
     def _refresh_var(self) -> None:
-        self._reserve.var = math.fsum(o.var for o in self.orders.values()) if self._uses_var else 0.0
+        if self._uses_var:
+            self._order_vars = [o.var for o in self.orders.values()]  # what_if sums it with one more
+            self._reserve.var = math.fsum(self._order_vars)
+        else:
+            self._reserve.var = 0.0
 
     def _bind_views(self, model: RiskModel) -> None:
         # Positions + worst-case orders per scenario, kept summed so a what-if adds one
