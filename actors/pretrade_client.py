@@ -28,6 +28,9 @@ log = logging.getLogger("riskd.pretrade")
 TIMEOUT = "timeout"
 TIMEOUT_FAIL_OPEN = "timeout_fail_open"
 NAN = math.nan
+# Plain ints: pyzmq's send_multipart ORs IntFlag enums per frame (microseconds each).
+_NOBLOCK = int(zmq.NOBLOCK)
+_SNDMORE_NOBLOCK = int(zmq.SNDMORE | zmq.NOBLOCK)
 
 
 class PretradeClient:
@@ -49,22 +52,29 @@ class PretradeClient:
             poller = zmq.Poller()
             poller.register(socket, zmq.POLLIN)
             self._pollers.append(poller)
+        self._shard_of: dict[str, int] = {}  # account -> shard, cached (CRC-32 per check otherwise)
         self.timeout_us = float(timeout_us)
         self.fail_open = frozenset(fail_open)
         self.timeouts = 0
 
     def check(self, request: CheckRequest) -> Decision:
         """The shard's decision, or a fail-closed ``timeout`` rejection."""
-        shard = shard_of(request.account, len(self._sockets))
+        shard = self._shard_of.get(request.account)
+        if shard is None:
+            shard = self._shard_of[request.account] = shard_of(request.account, len(self._sockets))
         socket, poller = self._sockets[shard], self._pollers[shard]
         start = time.monotonic_ns()
         request.sent_ns = start
         request.timeout_us = self.timeout_us
         deadline = start + int(self.timeout_us * 1000)
-        payload = [b"", encode(request)]
+        payload = encode(request)
         while True:
             try:
-                socket.send_multipart(payload, zmq.NOBLOCK)
+                # The empty delimiter first: with IMMEDIATE and no connected shard it is
+                # refused (Again) and nothing is queued; once taken, the rest of the
+                # message is always taken.
+                socket.send(b"", _SNDMORE_NOBLOCK)
+                socket.send(payload, _NOBLOCK)
                 break
             except zmq.Again:
                 # Not connected (yet: connecting is asynchronous, or the shard is down):
