@@ -19,9 +19,12 @@ from actors.gc_quiet import start_gc_freezer
 from actors.bus import Bus
 from actors.ingest import DropCopyRouter, reconcile_exec_ids
 from actors.ray_actor import actor_class
+from actors.recovery_gc import gc_paused
+from actors.recovery_timing import StartupMarks
 from fix.dropcopy import DropCopyApplication, ExecIdStore
 from fix.engine import FixEngine
 from fix.journal import Journal, JournaledApplication, JournalSettings
+from fix.recovery_execids import BulkLoadedExecIdStore
 from fix.session import Session
 from fix.settings import SessionSettings
 from fix.store import open_store
@@ -62,6 +65,13 @@ class IngestActorImpl:
     def __init__(self, spec: IngestSpec, applied: Callable[[int], int] | None = None) -> None:
         """``applied(shard)``: the drop-copy seq the shard has applied (default: ask the
         actor named in ``spec.shard_names``; neither: no catch-up)."""
+        #: Start-up phase marks (wall clock), in health(): the recovery bench's breakdown.
+        self.startup = StartupMarks()
+        with gc_paused():  # the ExecID store: a million long-lived objects (actors/recovery_gc.py)
+            self._start(spec, applied)
+        start_gc_freezer()  # no full collection in the middle of a read (actors/gc_quiet.py)
+
+    def _start(self, spec: IngestSpec, applied: Callable[[int], int] | None) -> None:
         if spec.cpus:
             os.sched_setaffinity(0, set(spec.cpus))
         self.spec = spec
@@ -69,7 +79,9 @@ class IngestActorImpl:
         self.bus = Bus()
         sockets = [self.bus.socket(zmq.PUSH, endpoint, bind=False) for endpoint in spec.shard_endpoints]
         self.journal = Journal(spec.journal_dir, spec.journal) if spec.journal_dir is not None else None
-        self.exec_ids = ExecIdStore(Path(spec.state_dir) / "execids")
+        self.startup.mark("journal_opened")
+        self.exec_ids: ExecIdStore = BulkLoadedExecIdStore(Path(spec.state_dir) / "execids")
+        self.startup.mark("exec_ids_loaded")
         self.router = DropCopyRouter(sockets, journal=self.journal)
         inner = DropCopyApplication(self.router, self.exec_ids)
         self.application: Any = inner
@@ -82,7 +94,9 @@ class IngestActorImpl:
             # them (a store ahead of the journal would drop the OMS's resend as a duplicate).
             self.exec_ids.FLUSH_BYTES = 1 << 62  # type: ignore[misc]
             self.reconciled = reconcile_exec_ids(self.journal, self.exec_ids)
+            self.startup.mark("exec_ids_reconciled")
             self._catch_up(applied)
+            self.startup.mark("caught_up_sent")
             # The journal decides, both ways: a store behind it would re-request what is
             # journaled (harmless, deduplicated), a store ahead of it (its write reached
             # the disk, the journal's did not: a power loss under fsync "interval")
@@ -101,21 +115,22 @@ class IngestActorImpl:
         self.engine.add(self.session)
         self.replays = 0
         self.engine.start_in_thread("drop-copy")
+        self.startup.mark("session_started")
         log.info("drop-copy ingest up: %s -> %d shards", spec.session.session_key, len(spec.shard_endpoints))
-        start_gc_freezer()  # no full collection in the middle of a read (actors/gc_quiet.py)
 
     def _catch_up(self, applied: Callable[[int], int] | None) -> None:
         n = len(self.spec.shard_endpoints)
         if applied is None and self.spec.shard_names:
             import ray
 
-            handles = [ray.get_actor(name) for name in self.spec.shard_names]
+            handles = [_named_actor(name, timeout_s=120.0) for name in self.spec.shard_names]
             seqs = ray.get([h.applied_seq.remote() for h in handles], timeout=120)
         elif applied is not None:
             seqs = [applied(shard) for shard in range(n)]
         else:
             log.warning("no shard to ask what it applied: no catch-up from the journal")
             return
+        self.startup.mark("shards_answered")
         self.caught_up = self.router.catch_up(list(seqs))
         log.info("catch-up from the journal: applied seqs %s, frames sent %s", list(seqs), self.caught_up)
 
@@ -150,7 +165,8 @@ class IngestActorImpl:
                 "duplicates": self.dropcopy.duplicates, "rejected": self.dropcopy.rejected,
                 "replays": self.replays, "journal_seq": self.journal.last_seq if self.journal else None,
                 "reconciled": self.reconciled, "caught_up": self.caught_up,
-                "journal_truncated": self.journal.truncated_bytes if self.journal else 0}
+                "journal_truncated": self.journal.truncated_bytes if self.journal else 0,
+                "startup": self.startup.as_dict(), "startup_cpu": self.startup.cpu_dict()}
 
     def stop(self) -> None:
         """Log out (FIX Logout handshake), then close the sockets and the ExecID store."""
@@ -159,6 +175,23 @@ class IngestActorImpl:
             self.journal.close()
         self.exec_ids.close()
         self.bus.close()
+
+
+def _named_actor(name: str, timeout_s: float) -> Any:
+    """The Ray actor named ``name``, waiting up to ``timeout_s`` s for it to be created (the
+    daemon creates the ingest before the shards it asks)."""
+    import time
+
+    import ray
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return ray.get_actor(name)
+        except ValueError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def ingest_actor_class(max_restarts: int = 3, num_cpus: float = 0.0) -> Any:

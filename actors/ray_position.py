@@ -30,6 +30,9 @@ from actors.pretrade_config import PretradeSettings
 from actors.position_service import PositionService
 from actors.position_shard import PositionShard
 from actors.ray_actor import actor_class
+from actors.recovery_gc import gc_paused
+from actors.recovery_replay import ReplayStats, bulk_replay
+from actors.recovery_timing import StartupMarks
 from actors.snapshot import Snapshotter, capture_shard, read_snapshot, restore_shard, snapshot_path
 from risk.instruments import InstrumentTable, MarketSnapshot
 from risk.model import RiskModel
@@ -79,12 +82,18 @@ class ShardSpec(msgspec.Struct, frozen=True, kw_only=True):
     kill_switch_journal: str | None = None
     #: The FPGA overlay beside the pre-trade hook (actors.fpga_shadow).
     fpga: FpgaSettings = FpgaSettings()
+    #: The drop-copy journal's folder: at start (daemon or Ray restart) the shard reads
+    #: its accounts' frames after its snapshot from it (actors.recovery_replay) before
+    #: the ingest's catch-up or replay sends the rest (None: all come from the ingest).
+    journal_dir: str | None = None
 
 
 class PositionActorImpl:
     """The actor's body, usable without Ray (tests) or as ``ray.remote(PositionActorImpl)``."""
 
     def __init__(self, spec: ShardSpec) -> None:
+        #: Start-up phase marks (wall clock), in health(): the recovery bench's breakdown.
+        self.startup = StartupMarks()
         if spec.cpus:
             os.sched_setaffinity(0, set(spec.cpus))
         self.spec = spec
@@ -93,6 +102,7 @@ class PositionActorImpl:
         self.shard = PositionShard(spec.shard, spec.n_shards, model, explain_interval_s=spec.explain_interval_s)
         for account_id, profile, cash in spec.accounts:
             self.shard.add_account(account_id, spec.params.profiles[profile], cash)
+        self.startup.mark("accounts_added")
         self.recorder = StageRecorder(spec.budgets, cumulative=True)  # deltas shipped to the daemon, which windows them
         self.bus = Bus()
         self.table = table
@@ -106,8 +116,16 @@ class PositionActorImpl:
         self.checker_or_none = self.checker if spec.pretrade_endpoint is not None else None
         self.snapshotter: Snapshotter | None = None
         self.restored_seq: int | None = None
-        if spec.state_dir is not None:
-            self._restore(spec)
+        self.bulk_replay: ReplayStats | None = None
+        held = []
+        with gc_paused():  # the applied fills' keys: long-lived objects by the million (actors/recovery_gc.py)
+            if spec.state_dir is not None:
+                self._restore(spec)
+            if spec.journal_dir is not None:
+                self.bulk_replay, held = bulk_replay(self.shard, spec.journal_dir, self.checker_or_none)
+                self.startup.mark("journal_replayed")
+                log.info("position shard %d: %d journaled events applied from the journal (seq %d to %d)",
+                         spec.shard, self.bulk_replay.applied, self.bulk_replay.from_seq, self.shard.applied_seq)
         restarted = _restarted_by_ray()
         # Without a state folder there is no journal to replay from: a restart starts empty.
         recovering = (restarted and spec.replay_endpoint is not None and spec.ingest_name is not None
@@ -118,11 +136,14 @@ class PositionActorImpl:
                                        replay_endpoint=spec.replay_endpoint, recovering=recovering,
                                        pretrade=pretrade,
                                        periodic=self.snapshotter.maybe if self.snapshotter else None).start()
+        self.startup.mark("service_started")
         self.fpga: FpgaPath | None = None
         if self.service.pretrade is not None:
             self.fpga = self.service.pretrade.fpga = FpgaPath.open(spec.fpga, spec.pretrade)
         self.restarted = restarted
-        if self.restored_seq is not None:
+        if self.bulk_replay is not None:
+            self.service.call(self._after_bulk_replay(self.bulk_replay.last_seq, held))
+        if self.restored_seq is not None or (self.bulk_replay is not None and self.bulk_replay.applied):
             # Subscribers (the liquidation actor, the daemon's view) get every restored
             # account's AccountRisk now, not at its next change.
             self.service.update_model(self.shard.model, self.shard.model_version)
@@ -135,15 +156,29 @@ class PositionActorImpl:
             log.warning("position shard %d restarted: replaying its journaled events from seq %d", spec.shard,
                         self.shard.applied_seq)
         log.info("position shard %d of %d up with %d accounts", spec.shard, spec.n_shards, len(spec.accounts))
+        self.startup.mark("constructed")
         start_gc_freezer()  # a full collection over the accounts' objects costs ~80 ms (actors/gc_quiet.py)
+
+    def _after_bulk_replay(self, last_seq: int, held: list) -> Any:
+        """On the shard's thread: the events the bulk replay took count as received (drain
+        checks), and its held events are reported as the live path reports them."""
+        service = self.service
+
+        def done(_shard: PositionShard) -> None:
+            service.max_seq = max(service.max_seq, last_seq)
+            for event in held:
+                service._emit(event)
+        return done
 
     def _restore(self, spec: ShardSpec) -> None:
         """Load the shard's latest snapshot (if any) and set up the periodic ones."""
         path = snapshot_path(spec.state_dir, spec.shard)  # type: ignore[arg-type]
         profiles = spec.params.profiles
         snapshot = read_snapshot(path)
+        self.startup.mark("snapshot_read")
         if snapshot is not None:
             restore_shard(self.shard, snapshot, profiles, self.checker_or_none, source=str(path))
+            self.startup.mark("snapshot_restored")
             self.restored_seq = snapshot.applied_seq
             age_s = (time.time_ns() - snapshot.written_unix_ns) / 1e9
             log.warning("position shard %d restored from %s (seq %d, %.1f s old, %d accounts)", spec.shard, path,
@@ -189,7 +224,9 @@ class PositionActorImpl:
                 "snapshots": self.snapshotter.written if self.snapshotter else 0,
                 "pretrade": self.service.pretrade.checker.state() if self.service.pretrade else None,
                 "affinity": sorted(os.sched_getaffinity(0)), "gc": gc_stats(),
-                "fpga": self.fpga.state() if self.fpga is not None else None}
+                "fpga": self.fpga.state() if self.fpga is not None else None, "startup": self.startup.as_dict(),
+                "startup_cpu": self.startup.cpu_dict(),
+                "bulk_replay": msgspec.to_builtins(self.bulk_replay) if self.bulk_replay is not None else None}
 
     def positions(self) -> dict[str, dict[str, float]]:
         """Signed contracts per instrument per account (read on the shard's thread)."""

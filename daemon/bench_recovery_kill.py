@@ -315,7 +315,8 @@ def _recovery_view(health: dict[str, Any]) -> dict[str, Any]:
     ingest = health["ingest"]
     return {"restored_seq": [s["restored_seq"] for s in health["shards"]], "caught_up": ingest["caught_up"],
             "reconciled": ingest["reconciled"], "journal_truncated": ingest["journal_truncated"],
-            "replayed": [s["replayed"] for s in health["shards"]], "stale": [s["stale"] for s in health["shards"]]}
+            "replayed": [s["replayed"] for s in health["shards"]], "stale": [s["stale"] for s in health["shards"]],
+            "bulk_applied": [(s.get("bulk_replay") or {}).get("applied", 0) for s in health["shards"]]}
 
 
 def _drained(dp: DaemonProcess) -> bool:

@@ -245,6 +245,10 @@ def build_parser() -> argparse.ArgumentParser:
                           " (default 140000, about 100,000 fills)")
     recovery.add_argument("--kills", type=int, default=None, help="kills per trial kind (default 10)")
     recovery.add_argument("--kinds", default=None, help="comma list of daemon,position,ingest (default all)")
+    recovery.add_argument("--only", default=None, help="comma list of parts to run: append,restart,trials"
+                          " (default all)")
+    recovery.add_argument("--restart-runs", type=int, default=None, help="restarts timed on copies of the"
+                          " 1M-fill state (recovery_s_1m: their median; default 1)")
     recovery.set_defaults(func=_cmd_bench_recovery)
     liquidation = bench_sub.add_parser("liquidation", help="AccountRisk crossing the liquidation tier -> NewOrderSingle"
                                        " bytes on the execution socket; planner time for 50 and 500 positions")

@@ -109,8 +109,6 @@ class Daemon:
         self.liquidation = liquidation_actor_class(settings.max_restarts).remote(
             self._liquidation_spec(config, market, history, liquidation_endpoint))
         self._actors.append(self.liquidation)
-        ray.get(self.liquidation.health.remote())
-        self.startup.mark("liquidation_up")
         self.market_actor = self._start_market(config, market, table, run_dir)
         updates_endpoint = self._updates_endpoint
         ingest_name = f"riskd-ingest-{os.getpid()}-{id(self):x}"
@@ -119,6 +117,18 @@ class Daemon:
         #: The shards' pre-trade ROUTER endpoints, index = shard (actors.pretrade_client).
         self.pretrade_endpoints = pretrade_endpoints(run_dir, settings.shards)
         kill_switch_journal = config.pretrade.journal_path(run_dir)
+        # The ingest starts first (its ExecID store and journal tail take seconds on a big
+        # state folder) and loads while the other actors start; it asks each shard for its
+        # applied seq (waiting for them to exist), so it connects the drop copy only once
+        # they are up.
+        ingest = ingest_actor_class(settings.max_restarts).options(name=ingest_name)
+        self.ingest = ingest.remote(IngestSpec(session=config.fix.drop_copy, shard_endpoints=self.shard_endpoints,
+                                               state_dir=str(state_dir / "ingest"), replay_endpoints=replay_endpoints,
+                                               cpus=settings.ingest_cpus, **self._journal_fields(ingest_name)))
+        self._actors.append(self.ingest)
+        # The AccountRisk subscribers are bound before any shard exists (see above).
+        ray.get(self.liquidation.health.remote())
+        self.startup.mark("liquidation_up")
         position = position_actor_class(settings.max_restarts)
         self.positions = []
         for shard in range(settings.shards):
@@ -138,14 +148,6 @@ class Daemon:
                              journal_dir=self._journal_fields(ingest_name).get("journal_dir"))
             self.positions.append(position.options(name=f"{ingest_name}-shard-{shard}").remote(spec))
         self._actors += self.positions
-        # The ingest starts while the shards load (its ExecID store and journal tail take
-        # seconds on a big state folder); it asks each shard for its applied seq, so it
-        # connects the drop copy only once they are up.
-        ingest = ingest_actor_class(settings.max_restarts).options(name=ingest_name)
-        self.ingest = ingest.remote(IngestSpec(session=config.fix.drop_copy, shard_endpoints=self.shard_endpoints,
-                                               state_dir=str(state_dir / "ingest"), replay_endpoints=replay_endpoints,
-                                               cpus=settings.ingest_cpus, **self._journal_fields(ingest_name)))
-        self._actors.append(self.ingest)
         self.startup.mark("actors_created")
         ray.get([p.health.remote() for p in self.positions])
         self.startup.mark("shards_up")

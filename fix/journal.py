@@ -34,7 +34,7 @@ import threading
 import time
 import zlib
 from pathlib import Path
-from typing import Annotated, Callable, Iterator, Literal, NamedTuple
+from typing import Annotated, Callable, Generator, Iterator, Literal, NamedTuple
 
 import msgspec
 from msgspec import Meta
@@ -108,6 +108,8 @@ class JournalRecord(NamedTuple):
 class _Torn(NamedTuple):
     offset: int
     reason: str
+    #: The seq of the last good record before it (``previous_seq`` if none).
+    after_seq: int = 0
 
 
 def segment_paths(folder: str | Path) -> list[Path]:
@@ -122,15 +124,36 @@ def segment_paths(folder: str | Path) -> list[Path]:
     return [p for _, p in sorted(paths)]
 
 
-def _scan(path: Path, data: bytes | memoryview, last: bool, previous_seq: int
-          ) -> Iterator[JournalRecord | _Torn]:
+_HEADER = struct.Struct("<IB3xIIQqI")  # header_crc, then _HEADER_BODY's fields: one unpack per record
+
+
+def _torn(path: Path, item: _Torn, warn: bool) -> Iterator[_Torn]:
+    """A torn tail: yielded to the caller, or (``warn``) logged."""
+    if warn:
+        log.warning("%s: incomplete record at byte offset %d (%s): reading stops there", path, item.offset,
+                    item.reason)
+    else:
+        yield item
+
+
+def _scan(path: Path, data: bytes | memoryview, last: bool, previous_seq: int, *, from_seq: int = 0,
+          payload: bool = True, raw: bool = True, warn_torn: bool = False
+          ) -> Generator[JournalRecord | _Torn, None, int]:
     """Verify and yield the records of one segment's bytes; a torn tail (only possible in
-    the ``last`` segment) ends the scan with a :class:`_Torn`."""
+    the ``last`` segment) ends the scan with a :class:`_Torn` (``warn_torn``: with a
+    warning in the log instead). Returns (StopIteration's value) the seq of the last
+    good record (``previous_seq`` if none).
+
+    Every record is verified (both checksums, sequence order), but only those with
+    ``seq >= from_seq`` are yielded; ``payload`` False yields them with ``raw`` and
+    ``extra`` empty (no copy: the open of a journal needs offsets and numbers only),
+    ``raw`` False with ``raw`` empty (a replay of the derived frames needs ``extra`` only).
+    """
     n = len(data)
     if n < len(MAGIC):
         if last and bytes(data) == MAGIC[:n]:
-            yield _Torn(0, "segment shorter than its magic")
-            return
+            yield from _torn(path, _Torn(0, "segment shorter than its magic", previous_seq), warn_torn)
+            return previous_seq
         raise JournalCorruptError(path, 0, "not a riskd journal segment (short file)", after_seq=previous_seq)
     if bytes(data[:len(MAGIC)]) != MAGIC:
         raise JournalCorruptError(path, 0, f"not a riskd journal segment (magic {bytes(data[:8])!r})",
@@ -138,31 +161,33 @@ def _scan(path: Path, data: bytes | memoryview, last: bool, previous_seq: int
     view = memoryview(data)
     offset = len(MAGIC)
     seq_floor = previous_seq
+    unpack, crc32, header_size = _HEADER.unpack_from, _crc32, HEADER_SIZE
     while offset < n:
-        if n - offset < HEADER_SIZE:
+        if n - offset < header_size:
             if last:
-                yield _Torn(offset, f"{n - offset} bytes of a {HEADER_SIZE}-byte header")
-                return
+                item = _Torn(offset, f"{n - offset} bytes of a {header_size}-byte header", seq_floor)
+                yield from _torn(path, item, warn_torn)
+                return seq_floor
             raise JournalCorruptError(path, offset, "truncated header in a closed segment", after_seq=seq_floor)
-        (header_crc,) = _HEADER_CRC.unpack_from(view, offset)
-        body = view[offset + 4:offset + HEADER_SIZE]
-        if _crc32(body) != header_crc:
+        header_crc, kind, raw_len, extra_len, seq, recv_ns, payload_crc = unpack(view, offset)
+        if crc32(view[offset + 4:offset + header_size]) != header_crc:
             if last and not any(view[offset:]):  # zero-filled space left by a crash
-                yield _Torn(offset, "zero-filled tail")
-                return
+                yield from _torn(path, _Torn(offset, "zero-filled tail", seq_floor), warn_torn)
+                return seq_floor
             raise JournalCorruptError(path, offset, "header checksum mismatch", after_seq=seq_floor)
-        kind, raw_len, extra_len, seq, recv_ns, payload_crc = _HEADER_BODY.unpack_from(body)
-        start = offset + HEADER_SIZE
+        start = offset + header_size
         end = start + raw_len + extra_len
         if end > n:
             if last:
-                yield _Torn(offset, f"seq {seq}: record runs {end - n} bytes past the end of the file")
-                return
+                item = _Torn(offset, f"seq {seq}: record runs {end - n} bytes past the end of the file", seq_floor)
+                yield from _torn(path, item, warn_torn)
+                return seq_floor
             raise JournalCorruptError(path, offset, "record runs past the end of a closed segment", seq=seq)
-        if _crc32(view[start:end]) != payload_crc:
+        if crc32(view[start:end]) != payload_crc:
             if last and end == n:
-                yield _Torn(offset, f"seq {seq}: payload checksum mismatch in the last record")
-                return
+                item = _Torn(offset, f"seq {seq}: payload checksum mismatch in the last record", seq_floor)
+                yield from _torn(path, item, warn_torn)
+                return seq_floor
             raise JournalCorruptError(path, offset, "payload checksum mismatch", seq=seq)
         if kind == MSG:
             if seq <= seq_floor:
@@ -174,29 +199,33 @@ def _scan(path: Path, data: bytes | memoryview, last: bool, previous_seq: int
         else:
             raise JournalCorruptError(path, offset, f"unknown record kind {kind}", seq=seq)
         seq_floor = seq
-        yield JournalRecord(kind, seq, recv_ns, bytes(view[start:start + raw_len]), bytes(view[start + raw_len:end]),
-                            path, offset, end)
+        if seq >= from_seq:
+            if payload:
+                yield JournalRecord(kind, seq, recv_ns, bytes(view[start:start + raw_len]) if raw else b"",
+                                    bytes(view[start + raw_len:end]), path, offset, end)
+            else:
+                yield JournalRecord(kind, seq, recv_ns, b"", b"", path, offset, end)
         offset = end
+    return seq_floor
 
 
-def read_segment(path: Path, *, last: bool, previous_seq: int = 0) -> Iterator[JournalRecord]:
+def read_segment(path: Path, *, last: bool, previous_seq: int = 0, from_seq: int = 0,
+                 payload: bool = True, raw: bool = True) -> Generator[JournalRecord, None, int]:
     """Read-only: the verified records of one segment. A torn tail of the ``last`` segment
     (a writer may be appending, or crashed) ends the records with a warning and is left
-    in place; corruption raises :class:`JournalCorruptError`."""
-    data = path.read_bytes()
-    for item in _scan(path, data, last, previous_seq):
-        if isinstance(item, _Torn):
-            log.warning("%s: incomplete record at byte offset %d (%s): reading stops there", path, item.offset,
-                        item.reason)
-            return
-        yield item
+    in place; corruption raises :class:`JournalCorruptError`. ``from_seq``, ``payload``,
+    ``raw``: see :func:`_scan` (records before ``from_seq`` are verified, not yielded). Returns
+    (StopIteration's value) the seq of the segment's last good record."""
+    return (yield from _scan(path, path.read_bytes(), last, previous_seq, from_seq=from_seq,  # type: ignore[misc]
+                             payload=payload, raw=raw, warn_torn=True))
 
 
-def read_journal(folder: str | Path, from_seq: int = 0) -> Iterator[JournalRecord]:
+def read_journal(folder: str | Path, from_seq: int = 0, *, raw: bool = True) -> Iterator[JournalRecord]:
     """Read-only: every verified record with ``seq >= from_seq``, in order, across segments.
 
     Segments wholly before ``from_seq`` are not read (a segment's name is the seq of
-    its first record).
+    its first record); in the one that holds it, the records before it are verified
+    but not copied. ``raw`` False: records without their FIX bytes (``extra`` only).
     """
     paths = segment_paths(folder)
     start = 0
@@ -205,10 +234,8 @@ def read_journal(folder: str | Path, from_seq: int = 0) -> Iterator[JournalRecor
             start = i  # the last segment starting before from_seq may hold it
     previous = 0
     for i in range(start, len(paths)):
-        for record in read_segment(paths[i], last=i == len(paths) - 1, previous_seq=previous):
-            previous = record.seq
-            if record.seq >= from_seq:
-                yield record
+        previous = yield from read_segment(paths[i], last=i == len(paths) - 1, previous_seq=previous,
+                                           from_seq=from_seq, raw=raw)
 
 
 class Journal:
@@ -250,10 +277,13 @@ class Journal:
             return
         path = paths[-1]
         data = path.read_bytes()
-        previous = self._last_seq_of(paths[:-1])
+        # The writer names a segment by its first record's seq and no earlier record is
+        # above it (a note repeats the last message's seq), so the name bounds what came
+        # before: the closed segments are read only if this one holds no message.
+        previous = int(path.stem) - 1 if len(paths) > 1 else 0
         good_end = len(MAGIC)
-        last_seq = previous
-        for item in _scan(path, data, True, previous):
+        last_seq = 0
+        for item in _scan(path, data, True, previous, payload=False):
             if isinstance(item, _Torn):
                 self.truncated_bytes = len(data) - item.offset
                 log.warning("%s: torn record at byte offset %d (%s): %d bytes truncated", path, item.offset,
@@ -274,13 +304,13 @@ class Journal:
             os.fsync(self._fd)
         os.lseek(self._fd, good_end, os.SEEK_SET)
         self._size = good_end
-        self.last_seq = last_seq
+        self.last_seq = last_seq or self._last_seq_of(paths[:-1])
 
     def _last_seq_of(self, paths: list[Path]) -> int:
         """The last MSG seq in these closed segments (newest first, reading only as far back as needed)."""
         for i in range(len(paths) - 1, -1, -1):
             seq = 0
-            for record in read_segment(paths[i], last=False):
+            for record in read_segment(paths[i], last=False, payload=False):
                 if record.kind == MSG:
                     seq = record.seq
             if seq:

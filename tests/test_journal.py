@@ -214,3 +214,66 @@ def test_corruption_in_a_closed_segment_is_an_error_even_at_its_end(tmp_path: Pa
         f.truncate(first.stat().st_size - 10)
     with pytest.raises(JournalCorruptError, match="closed segment"):
         list(read_journal(tmp_path))
+
+
+def test_reading_from_a_seq_skips_copies_not_checks(tmp_path: Path) -> None:
+    big = [(s, 0, b"R" * 50_000 + b"%d" % s, b"E%d" % s) for s in range(1, 121)]
+    _write(tmp_path, big, JournalSettings(fsync="none", segment_mb=1), batch=3).close()
+    paths = segment_paths(tmp_path)
+    # raw=False: the records' derived bytes without their FIX message.
+    assert [(r.seq, r.raw, r.extra) for r in read_journal(tmp_path, 50, raw=False)] == [
+        (s, b"", b"E%d" % s) for s in range(50, 121)]
+    # A record before from_seq, in the segment that holds it, is verified though not returned.
+    third = paths[2]
+    offsets = [r.offset for r in read_segment(third, last=False)]
+    data = bytearray(third.read_bytes())
+    data[offsets[0] + HEADER_SIZE + 10] ^= 0x01  # payload of the segment's first record
+    third.write_bytes(bytes(data))
+    with pytest.raises(JournalCorruptError, match=f"{third}: corrupt journal record at byte offset {offsets[0]}"):
+        list(read_journal(tmp_path, int(third.stem) + 2))
+
+
+def test_reading_from_a_segment_boundary_still_checks_the_order_across_segments(tmp_path: Path) -> None:
+    big = [(s, 0, b"R" * 50_000 + b"%d" % s, b"") for s in range(1, 61)]
+    _write(tmp_path, big, JournalSettings(fsync="none", segment_mb=1), batch=3).close()
+    paths = segment_paths(tmp_path)
+    for path in paths[2:]:
+        path.unlink()
+    last = [r.seq for r in read_segment(paths[1], last=False)][-1]
+    # A segment named just above the second one's last seq, holding a seq the second one has.
+    stray = Journal(tmp_path / "stray", JournalSettings(fsync="none"))
+    stray.append(last - 1, 0, b"old")
+    stray.close()
+    segment_paths(tmp_path / "stray")[0].rename(tmp_path / f"{last + 1:020d}.jnl")
+    # Nothing of the second segment is returned, but its last seq still bounds the next one's.
+    with pytest.raises(JournalCorruptError, match=f"not above the previous \\({last}\\)"):
+        list(read_journal(tmp_path, last + 1))
+
+
+def test_opening_reads_only_the_last_segment_and_checks_its_name(tmp_path: Path) -> None:
+    big = [(s, 0, b"R" * 50_000 + b"%d" % s, b"") for s in range(1, 61)]
+    _write(tmp_path, big, JournalSettings(fsync="none", segment_mb=1), batch=3).close()
+    paths = segment_paths(tmp_path)
+    for path in paths[:-1]:  # damage every closed segment: the open does not read them
+        data = bytearray(path.read_bytes())
+        data[len(MAGIC) + HEADER_SIZE + 5] ^= 0x01
+        path.write_bytes(bytes(data))
+    assert Journal(tmp_path, JournalSettings(fsync="none", segment_mb=1)).last_seq == 60
+    # A last segment whose first record is below its name (not what the writer names): refused.
+    last = paths[-1]
+    last.rename(last.with_name(f"{int(last.stem) + 1:020d}.jnl"))
+    with pytest.raises(JournalCorruptError, match="not above the previous"):
+        Journal(tmp_path, JournalSettings(fsync="none", segment_mb=1))
+
+
+def test_a_last_segment_of_notes_only_takes_the_last_message_from_before_it(tmp_path: Path) -> None:
+    big = [(s, 0, b"R" * 50_000 + b"%d" % s, b"") for s in range(1, 31)]
+    journal = _write(tmp_path, big, JournalSettings(fsync="none", segment_mb=1), batch=3)
+    while journal._size < journal._segment_bytes:  # fill the segment up to its limit with notes
+        journal.append(30, 0, b"", b"N" * 50_000, kind=NOTE)
+        journal.commit()
+    journal.append(30, 0, b"", b"last note", kind=NOTE)  # opens a segment of its own
+    journal.close()
+    last = segment_paths(tmp_path)[-1]
+    assert [(r.kind, r.seq) for r in read_segment(last, last=True)] == [(NOTE, 30)]
+    assert Journal(tmp_path, JournalSettings(fsync="none", segment_mb=1)).last_seq == 30

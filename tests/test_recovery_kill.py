@@ -42,11 +42,15 @@ def test_the_whole_daemon_killed_three_times_ends_with_the_oms_positions_and_cas
     # Recovery ran through its parts: snapshots restored, the journal caught the shards up.
     assert any(seq is not None for r in result.recovery for seq in r["restored_seq"]), result.recovery
     assert any(sum(r["caught_up"]) > 0 for r in result.recovery), result.recovery
+    # The shards read what came after their snapshots from the journal themselves (actors/recovery_replay.py).
+    assert any(sum(r["bulk_applied"]) > 0 for r in result.recovery), result.recovery
 
 
 def test_a_position_actor_killed_three_times_is_restored_and_replayed(tmp_path) -> None:
     result = _trial("position", 6000, 3, 12, tmp_path)
     assert any(sum(r["replayed"]) > 0 for r in result.recovery), result.recovery
+    # The restarted shard read its events from the journal while the ingest kept appending to it.
+    assert any(sum(r["bulk_applied"]) > 0 for r in result.recovery), result.recovery
 
 
 def test_the_ingest_actor_killed_three_times_resumes_from_its_journal(tmp_path) -> None:
