@@ -134,7 +134,7 @@ class LiquidationActorImpl:
         self.events: collections.deque[tuple[str, bytes]] = collections.deque(maxlen=200)
         self.write_ns: dict[str, int] = {}
         self.breach_ns: dict[str, int] = {}
-        self.recorder = StageRecorder(spec.budgets)
+        self.recorder = StageRecorder(spec.budgets, cumulative=True)  # deltas shipped to the daemon, which windows them
         #: The last decisions' durations (us), for benches and health.
         self.decisions_us: collections.deque[float] = collections.deque(maxlen=10_000)
         self.last_decision_ns: tuple[int, int] = (0, 0)
