@@ -155,10 +155,9 @@ class LiquidationBook:
 
         ``pnl0``: the account's scenario P&L, underlyings one after the other
         (``column_slices[u]``); ``arrays``: candidates x those columns, each row zero
-        outside its underlying's; ``compact``: each candidate's own underlying's
-        columns only (candidates x the widest underlying), ``gather`` their column
-        numbers in ``pnl0`` (column ``len(pnl0)`` pads a narrower underlying: the
-        search appends a +inf there, which no minimum picks).
+        outside its underlying's (for :meth:`maintenance`); ``groups``: per underlying
+        with candidates, (u, the candidates' indices, their risk arrays: its scenarios
+        plus a zero row x the candidates) for the search (risk.liquidation_greedy).
         """
         model = self.model
         exposure = account._exposure  # read only: copied below
@@ -167,26 +166,21 @@ class LiquidationBook:
         offsets = np.concatenate(([0], np.cumsum(sizes))).astype(np.int64)
         self.column_slices = [slice(int(offsets[u]), int(offsets[u + 1])) for u in range(len(segments))]
         width = int(offsets[-1])
-        widest = max(sizes, default=0)
         n = len(self.rows)
         self.pnl0 = np.concatenate([exposure.scenario[s] for s in segments]) if segments else np.zeros(0)
         self.arrays = np.zeros((n, width))
-        self.compact = np.zeros((n, widest))
-        self.gather = np.full((n, widest), width, dtype=np.int64)
         position = np.asarray(model.position_in_block)[self.rows]
+        self.groups: list[tuple[int, np.ndarray, np.ndarray]] = []
         for u in range(len(segments)):
             idx = np.flatnonzero(self.underlying == u)
             if not idx.size:
                 continue
             block = np.asarray(model.blocks[u].arrays)[position[idx]]
-            size = sizes[u]
             self.arrays[idx, offsets[u]:offsets[u + 1]] = block
-            self.compact[idx, :size] = block
-            self.gather[idx, :size] = np.arange(offsets[u], offsets[u + 1])
+            rows = np.zeros((sizes[u] + 1, idx.size))
+            rows[:-1] = block.T
+            self.groups.append((u, idx, rows))
         self.short0 = np.asarray(exposure.short_notional, dtype=float).copy()
-        #: Candidate i's risk array over its own underlying's columns (views).
-        self.own_row = self.compact if len(set(sizes)) <= 1 else \
-            [self.compact[i, :sizes[u]] for i, u in enumerate(self.underlying.tolist())]
         #: Scenario term per underlying and MM before any cut (currency).
         self.initial_terms = self._scenario_terms(self.pnl0, self.short0)
         self.initial_mm = self.mm_factor * math.fsum(self.initial_terms)

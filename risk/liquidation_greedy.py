@@ -1,25 +1,47 @@
 """The partial-liquidation planner's search on scenario-only books (risk.liquidation).
 
 Lots are taken greedily by margin relief per unit of marginal cost, several at a
-time. A step evaluates the next lot of every candidate at once (one trial per
-candidate: its underlying's scenario P&L plus the lot times its risk array, a
-few NumPy calls over candidates x scenarios), picks the best, then evaluates
-every further lot of that candidate at once and keeps taking them while each
-still scores at least the runner-up's next lot. MM is convex in each position
-(a maximum of linear functions) and the cost convex in the contracts traded, so
-a candidate's lots score no better the more of it is cut: a run is what
-lot-by-lot greedy would take while the runner-up stays behind. A run stops one
-lot short of reaching the target; the next step then takes the cheapest single
-lot that reaches it, whichever candidate it belongs to.
+time. A step knows the next lot of every candidate (one trial per candidate: its
+underlying's scenario P&L plus the lot times its risk array), picks the best,
+then evaluates every further lot of that candidate at once and keeps taking them
+while each still scores at least the runner-up's next lot. MM is convex in each
+position (a maximum of linear functions) and the cost convex in the contracts
+traded, so a candidate's lots score no better the more of it is cut: a run is
+what lot-by-lot greedy would take while the runner-up stays behind. A run stops
+one lot short of reaching the target; the next step then takes the cheapest
+single lot that reaches it, whichever candidate it belongs to.
 
 The prune pass gives lots back the same way, dearest first: every taken
 candidate's last lot is tried at once, and the dearest one that can go back
 (target still met) gives back as many lots as keep the target met and are at
 least as dear as the other candidates' last lots that could go back too.
 
-Only the underlying of the candidate that moved changes, so the state is kept
-incrementally: the scenario P&L vector, the short-option notional and the
-scenario term per underlying (currency), MM and the expected cost spent.
+Incremental. At these sizes the search is bound by the number of NumPy calls
+(about a microsecond each whatever the size), not by arithmetic. A move changes
+one candidate and one underlying, so a step re-evaluates only that underlying's
+candidates (a :class:`_Group`: seven calls over its scenarios x its candidates);
+the other groups keep their figures. What a candidate's next lot (and, pruning,
+its last lot) does to the scenario P&L, the short-option notional and the cost
+changes only when that candidate moves: it is cached per candidate, and
+per-candidate state lives in Python lists (single values are several times
+dearer to read and write in NumPy arrays).
+
+Every figure is computed with the same floating-point operations as a full
+re-evaluation, and every choice breaks ties as ``argmax`` / ``argmin`` over all
+candidates did (the lowest index), so the plans are those of the previous
+planner, which re-evaluated every candidate at every step
+(tests/liquidation_reference.py keeps it; tests/test_liquidation_planner_incremental.py
+compares the two):
+
+- relief = mm_factor x (term - max(-worst, 0, som x short)) is evaluated as
+  mm_factor x min(term + min(worst, 0), term - som x short): the same number to
+  the last bit (fl(t - x) is monotone in x; t - (-w) is t + w by definition), the
+  0 coming from a zero row appended to each group's scenarios;
+- a candidate that may not be cut (not allowed, or all cut) has -inf in that row,
+  so its relief and score are -inf without a mask;
+- a lot helps only if its relief > RELIEF_EPSILON: the best score and the
+  runner-up are taken unmasked and taken again, masked, in the rare step where
+  the one found does not help (:meth:`Greedy._best`).
 """
 
 from __future__ import annotations
@@ -36,13 +58,41 @@ if TYPE_CHECKING:
 RELIEF_EPSILON = 1e-9
 #: Lots of one candidate priced per step (a longer run goes on at the next step).
 MAX_CURVE = 64
+#: Groups up to this many candidates finish their relief and scores on Python floats
+#: (cheaper than four more NumPy calls at this size; the same IEEE operations).
+SMALL_GROUP = 64
+_INF = math.inf
+_max = np.maximum.reduce
+_min = np.minimum.reduce
 
 
-def ratio_ok(mm: np.ndarray, equity: np.ndarray, target: float) -> np.ndarray:
-    """Element-wise ``risk.tiers.margin_ratio(mm, equity) <= target`` (fractions)."""
-    positive = equity > 0.0
-    ratio = mm / np.where(positive, equity, 1.0)
-    return (mm <= 0.0) | (positive & (ratio <= target))
+class _Group:
+    """The candidates of underlying ``u``: ``idx`` their indices (ascending) and
+    ``rows`` their risk arrays, scenario-major (its ``width`` scenarios plus a zero
+    row x the candidates, so a minimum over scenarios runs along contiguous rows).
+
+    Per candidate, for its next lot (:meth:`Greedy._next_all`): ``move`` (the
+    lot's scenario P&L; the zero row -inf when it may not be cut), ``extra``
+    (short-option notional released; only with a short-option minimum), ``cost``
+    (currency, a list), ``floor_cost`` (floored at 1e-12: the score's divisor) and
+    ``target_cost`` (target x cost, a list). After :meth:`Greedy._refresh`:
+    ``relief`` (MM relief, currency, unmasked) and ``score``, the group's ``best``
+    slot, ``best_score`` and ``top_relief``. ``back_*``: giving the last lot back
+    (prune pass).
+    """
+
+    __slots__ = ("u", "idx", "ids", "width", "rows", "move", "buffer", "extra", "cost", "floor_cost",
+                 "target_cost", "relief", "score", "best", "best_score", "top_relief", "back_move",
+                 "back_extra", "back_relief")
+
+    def __init__(self, u: int, idx: np.ndarray, rows: np.ndarray) -> None:
+        self.u, self.idx, self.ids, self.rows = u, idx, idx.tolist(), rows
+        self.width = rows.shape[0] - 1
+        self.buffer = np.empty_like(rows)
+        self.best, self.best_score, self.top_relief = 0, -_INF, -_INF
+        self.extra: np.ndarray | None = None
+        self.back_extra: np.ndarray | None = None
+        self.back_relief: list[float] = []
 
 
 class Greedy:
@@ -52,203 +102,398 @@ class Greedy:
         self.book = book
         self.target = target
         n = len(book.rows)
-        self.lots = np.zeros(n, dtype=np.int64)
-        self.done = np.zeros(n)  # contracts cut per candidate (unsigned)
-        self.done_cost = np.zeros(n)  # expected cost of them (currency)
-        self.quantity = book.held.copy()
-        self.short_held = np.maximum(-book.held, 0.0)  # short contracts (options' minimum)
-        self.pnl = np.append(book.pnl0, np.inf)  # the last column pads short underlyings
-        self.short = book.short0.astype(float).copy()
+        held = book.held.tolist()
+        self._lots = [0] * n
+        self._done = [0.0] * n  # contracts cut per candidate (unsigned)
+        self._done_cost = [0.0] * n  # expected cost of them (currency)
+        self._q = held  # signed contracts held after the cuts
+        self._short_held = [-h if h < 0.0 else 0.0 for h in held]  # short contracts (options' minimum)
+        #: Scenario P&L per underlying (currency) and a trailing 0 (see the module docstring).
+        self.pnl = [np.append(book.pnl0[columns], 0.0) for columns in book.column_slices]
+        self.short = book.short0.tolist()
         c = book.costs
         self.linear = book.unit * book.half_spread  # currency per contract
         self.quadratic = book.unit * (c.impact / 2.0)  # currency per contract^2
         self.floor = c.min_cost_per_contract
         self.mm_factor = book.mm_factor
-        self.terms = np.array(book.initial_terms)
+        self.som = book.som
+        self.terms = list(book.initial_terms)
         self.mm = book.initial_mm
         self.spent = 0.0
-        # Per-candidate constants as Python floats: a run is priced lot by lot in Python.
         self._lot, self._abs, self._sign = book.lot.tolist(), book.abs_held.tolist(), book.sign.tolist()
         self._linear, self._quadratic = self.linear.tolist(), self.quadratic.tolist()
         self._u, self._opt, self._max = book.underlying.tolist(), book.is_option.tolist(), book.max_lots.tolist()
         self._notional = book.option_notional.tolist()
-        self._row = book.own_row
-        self._allowed = np.ones(n, dtype=bool)
+        self._releases = book.has_options and bool(book.som)  # options' short minimum matters
+        self._allowed = [True] * n
+        self._allowed_mask = np.ones(n, dtype=bool)
+        self._groups = [_Group(u, idx, rows) for u, idx, rows in book.groups]
+        self._group_of = [0] * n  # candidate -> its group and its slot there
+        self._slot = [0] * n
+        for g, group in enumerate(self._groups):
+            for slot, i in enumerate(group.ids):
+                self._group_of[i], self._slot[i] = g, slot
+        self._dirty: set[int] = set()
+        self._moved = False
+        self._pruning = False
+        self._saved: list[float] = []
 
-    def _term(self, u: int) -> float:
-        b = self.book
-        worst = float(self.pnl[b.column_slices[u]].min()) if b.column_slices[u].stop > b.column_slices[u].start \
-            else 0.0
-        return max(-worst, 0.0, b.som * float(self.short[u]))
-
-    def _cost(self, idx: np.ndarray | slice | int, contracts: np.ndarray) -> np.ndarray:
-        cost = contracts * (self.linear[idx] + self.quadratic[idx] * contracts)
-        return np.maximum(cost, self.floor * contracts)
-
-    def _relief(self, idx: np.ndarray | slice, contracts: np.ndarray) -> np.ndarray:
-        """MM relief (currency) of moving candidate ``idx[j]`` to ``contracts[j]`` cut, alone."""
-        b = self.book
-        change = b.sign[idx] * (contracts - self.done[idx])
-        pnl = self.pnl[b.gather[idx]]
-        pnl += change[:, None] * b.compact[idx]
-        term = pnl.min(axis=1)
-        np.negative(term, out=term)
-        np.maximum(term, 0.0, out=term)
-        u = b.underlying[idx]
-        short = self.short[u]
-        if b.has_options:
-            extra = np.maximum(-(self.quantity[idx] + change), 0.0)
-            extra -= self.short_held[idx]
-            extra *= b.option_notional[idx]
-            short = short + extra
-        np.maximum(term, b.som * short, out=term)
-        relief = self.terms[u] - term
-        relief *= self.mm_factor
-        return relief
-
-    def _move(self, i: int, lots: int) -> None:
-        """Cut ``lots`` lots of candidate ``i`` in all (more or fewer than now)."""
-        b = self.book
-        contracts = min(lots * self._lot[i], self._abs[i])
-        change = self._sign[i] * (contracts - float(self.done[i]))
-        u = self._u[i]
-        self.pnl[b.column_slices[u]] += change * self._row[i]
-        self.quantity[i] += change
-        if self._opt[i]:
-            short = max(-float(self.quantity[i]), 0.0)
-            self.short[u] += (short - float(self.short_held[i])) * self._notional[i]
-            self.short_held[i] = short
-        cost = self._cost1(i, contracts)
-        self.spent += cost - float(self.done_cost[i])
-        self.done_cost[i], self.done[i], self.lots[i] = cost, contracts, lots
-        self.terms[u] = self._term(u)
-        self.mm = self.mm_factor * math.fsum(self.terms.tolist())
-
-    def _cost1(self, i: int, contracts: float) -> float:
-        cost = contracts * (self._linear[i] + self._quadratic[i] * contracts)
-        floor = self.floor * contracts
-        return cost if cost > floor else floor
-
-    def _terms_at(self, i: int, contracts: list[float]) -> list[float]:
-        """Scenario term (currency) of ``i``'s underlying with ``i`` cut to each of ``contracts``."""
-        b = self.book
-        u = self._u[i]
-        change = np.array(contracts)
-        change -= float(self.done[i])
-        change *= self._sign[i]
-        pnl = np.multiply.outer(change, self._row[i])
-        pnl += self.pnl[b.column_slices[u]]
-        worst = pnl.min(axis=1).tolist() if pnl.shape[1] else [0.0] * len(contracts)
-        som = b.som
-        if self._opt[i]:
-            q, held, notional = float(self.quantity[i]), float(self.short_held[i]), self._notional[i]
-            base = float(self.short[u])
-            shorts = [som * (base + (max(-(q + c), 0.0) - held) * notional) for c in change.tolist()]
-        else:
-            shorts = [som * float(self.short[u])] * len(contracts)
-        return [max(-w, 0.0, s) for w, s in zip(worst, shorts)]
-
-    def _curve(self, i: int) -> tuple[list[float], list[float]]:
-        """Cumulative (relief, cost) of each further lot of ``i`` from the current state
-        (currency; at most ``MAX_CURVE`` lots: a longer run goes on at the next step)."""
-        k0 = int(self.lots[i])
-        lot, held = self._lot[i], self._abs[i]
-        contracts = [min((k0 + j) * lot, held) for j in range(1, min(self._max[i] - k0, MAX_CURVE) + 1)]
-        term = float(self.terms[self._u[i]])
-        mmf = self.mm_factor
-        relief = [mmf * (term - t) for t in self._terms_at(i, contracts)]
-        done_cost = float(self.done_cost[i])
-        return relief, [self._cost1(i, c) - done_cost for c in contracts]
+    @property
+    def lots(self) -> np.ndarray:
+        """Lots cut per candidate (int64)."""
+        return np.array(self._lots, dtype=np.int64)
 
     def ratio_met(self) -> bool:
         equity = self.book.equity - self.spent
         return self.mm <= 0.0 or (equity > 0.0 and self.mm / equity <= self.target)
 
-    # ----- taking lots ------------------------------------------------------------------
-    def _refresh(self) -> None:
-        """Exact (relief, cost) of every candidate's next lot, its score and finishing margin."""
-        b = self.book
-        nxt = (self.lots + 1) * b.lot
-        np.minimum(nxt, b.abs_held, out=nxt)
-        relief = self._relief(slice(None), nxt)
-        cost = self._cost(slice(None), nxt)
-        cost -= self.done_cost
-        self.relief, self.cost = relief, cost
-        good = self._allowed & (self.lots < b.max_lots) & (relief > RELIEF_EPSILON)
-        self.score = np.where(good, relief / np.maximum(cost, 1e-12), -np.inf)
-        self.margin = np.where(good, relief - self.target * cost, -np.inf)
+    # ----- one candidate -----------------------------------------------------------------
+    def _cost1(self, i: int, contracts: float) -> float:
+        cost = contracts * (self._linear[i] + self._quadratic[i] * contracts)
+        floor = self.floor * contracts
+        return cost if cost > floor else floor
 
+    def _move(self, i: int, lots: int, trial: np.ndarray | None = None, worst: float = 0.0) -> None:
+        """Cut ``lots`` lots of candidate ``i`` in all (more or fewer than now), then
+        cache what its next lot (pruning: its last lot) does. ``trial``: the scenario
+        P&L after the cut as :meth:`_curve` priced it (the same numbers), ``worst`` its minimum."""
+        contracts = min(lots * self._lot[i], self._abs[i])
+        change = self._sign[i] * (contracts - self._done[i])
+        u, g, slot = self._u[i], self._group_of[i], self._slot[i]
+        group = self._groups[g]
+        column = group.rows[:, slot]
+        pnl = self.pnl[u]
+        if trial is None:
+            pnl += change * column
+            worst = float(_min(pnl[:-1])) if group.width else 0.0
+        else:
+            pnl[:-1] = trial
+        q = self._q[i] = self._q[i] + change
+        if self._opt[i]:
+            short = max(-q, 0.0)
+            self.short[u] += (short - self._short_held[i]) * self._notional[i]
+            self._short_held[i] = short
+        cost = self._cost1(i, contracts)
+        self.spent += cost - self._done_cost[i]
+        self._done_cost[i], self._done[i], self._lots[i] = cost, contracts, lots
+        self.terms[u] = max(-worst, 0.0, self.som * self.short[u])
+        self.mm = self.mm_factor * math.fsum(self.terms)
+        self._dirty.add(g)
+        self._moved = True
+        if self._pruning:
+            other = min((lots - 1) * self._lot[i], self._abs[i])
+            moves, extras, blocked = group.back_move, group.back_extra, lots <= 0
+            self._saved[i] = cost - self._cost1(i, other)
+        else:
+            other = min((lots + 1) * self._lot[i], self._abs[i])
+            moves, extras = group.move, group.extra
+            blocked = lots >= self._max[i] or not self._allowed[i]
+            step = self._cost1(i, other) - cost
+            group.cost[slot], group.target_cost[slot] = step, self.target * step
+            group.floor_cost[slot] = step if step > 1e-12 else 1e-12
+        if blocked:  # its figures are moot: the -inf row keeps it out
+            moves[-1, slot] = -_INF
+            return
+        change = self._sign[i] * (other - contracts)
+        np.multiply(column, change, out=moves[:, slot])
+        moves[-1, slot] = 0.0
+        if extras is not None:
+            extras[slot] = ((-(q + change) if q + change < 0.0 else 0.0) - self._short_held[i]) * self._notional[i]
+
+    def _shorts(self, i: int, change: list[float]) -> list[float]:
+        """Short-option minimum (currency) of ``i``'s underlying with ``i`` moved by each of ``change``."""
+        som, base = self.som, self.short[self._u[i]]
+        if not self._opt[i]:
+            return [som * base] * len(change)
+        q, held, notional = self._q[i], self._short_held[i], self._notional[i]
+        return [som * (base + ((-(q + c) if q + c < 0.0 else 0.0) - held) * notional) for c in change]
+
+    def _trials(self, i: int, contracts: list[float]) -> tuple[np.ndarray, list[float], list[float]]:
+        """(the scenario P&L of ``i``'s underlying with ``i`` cut to each of ``contracts``
+        (one row each), its worst per row, the changes: signed contracts)."""
+        done, sign = self._done[i], self._sign[i]
+        change = [sign * (c - done) for c in contracts]
+        group = self._groups[self._group_of[i]]
+        if not group.width:
+            return np.zeros((len(contracts), 0)), [0.0] * len(contracts), change
+        trial = np.multiply.outer(change, group.rows[:-1, self._slot[i]])
+        trial += self.pnl[self._u[i]][:-1]
+        return trial, _min(trial, axis=1).tolist(), change
+
+    def _terms_at(self, i: int, contracts: list[float]) -> list[float]:
+        """Scenario term (currency) of ``i``'s underlying with ``i`` cut to each of ``contracts``."""
+        _, worst, change = self._trials(i, contracts)
+        # max(-w, 0.0, s) as the builtin does it (the first of equals), without the call
+        terms = [0.0 if 0.0 > -w else -w for w in worst]
+        return [s if s > t else t for t, s in zip(terms, self._shorts(i, change))]
+
+    def _curve(self, i: int) -> tuple[list[float], list[float], np.ndarray, list[float]]:
+        """Cumulative (relief, cost) of each further lot of ``i`` from the current state
+        (currency; at most ``MAX_CURVE`` lots: a longer run goes on at the next step),
+        and the trial P&L and worst per lot count (for :meth:`_move`)."""
+        k0, lot, held = self._lots[i], self._lot[i], self._abs[i]
+        contracts = [x if x < held else held for x in [(k0 + j) * lot for j in
+                                                        range(1, min(self._max[i] - k0, MAX_CURVE) + 1)]]
+        trial, worst, change = self._trials(i, contracts)
+        term, mmf = self.terms[self._u[i]], self.mm_factor
+        if self.som:
+            relief = [mmf * (term - max(-w, 0.0, s)) for w, s in zip(worst, self._shorts(i, change))]
+        else:  # max(-w, 0.0, 0.0) without the builtin
+            relief = [mmf * (term - (-w if -w > 0.0 else 0.0)) for w in worst]
+        lin, quad, floor, done_cost = self._linear[i], self._quadratic[i], self.floor, self._done_cost[i]
+        costs = [c * (lin + quad * c) for c in contracts]
+        costs = [(x if x > floor * c else floor * c) - done_cost for x, c in zip(costs, contracts)]
+        return relief, costs, trial, worst
+
+    # ----- every candidate -------------------------------------------------------------------
+    def _arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(lots, done, done cost, held, short held) per candidate as arrays."""
+        if not self._moved:
+            b = self.book
+            zeros = np.zeros(len(self._lots))
+            return np.zeros(len(self._lots), dtype=np.int64), zeros, zeros, b.held, np.maximum(-b.held, 0.0)
+        return (np.array(self._lots, dtype=np.int64), np.array(self._done), np.array(self._done_cost),
+                np.array(self._q), np.array(self._short_held))
+
+    def _cost(self, contracts: np.ndarray) -> np.ndarray:
+        """Expected cost (currency) of ``contracts`` (unsigned) of every candidate."""
+        cost = contracts * (self.linear + self.quadratic * contracts)
+        return np.maximum(cost, self.floor * contracts, out=cost)
+
+    def _changes(self, lots: np.ndarray, done: np.ndarray, quantity: np.ndarray, short_held: np.ndarray,
+                 blocked: np.ndarray) -> tuple[list[np.ndarray], np.ndarray | None, np.ndarray]:
+        """(per group, its candidates' moves to ``lots`` lots cut in all, ``blocked`` ones
+        with the -inf row; the short-option notional released, or None; the contracts cut)."""
+        b = self.book
+        contracts = np.minimum(lots * b.lot, b.abs_held)
+        change = b.sign * (contracts - done)
+        extra = None
+        if self._releases:
+            extra = np.maximum(-(quantity + change), 0.0)
+            extra -= short_held
+            extra *= b.option_notional
+        moves = []
+        for group in self._groups:
+            move = group.rows * change[group.idx]
+            move[-1] = np.where(blocked[group.idx], -np.inf, 0.0)
+            moves.append(move)
+        return moves, extra, contracts
+
+    def _next_all(self) -> None:
+        """Cache what every candidate's next lot does (see :class:`_Group`); every group dirty."""
+        b = self.book
+        lots, done, done_cost, quantity, short_held = self._arrays()
+        blocked = lots >= b.max_lots
+        if not self._allowed_mask.all():
+            blocked |= ~self._allowed_mask
+        moves, extra, nxt = self._changes(lots + 1, done, quantity, short_held, blocked)
+        cost = self._cost(nxt)
+        cost -= done_cost
+        floor_cost = np.maximum(cost, 1e-12)
+        target_cost = (self.target * cost).tolist()
+        cost = cost.tolist()
+        for g, group in enumerate(self._groups):
+            idx, ids = group.idx, group.ids
+            group.move = moves[g]
+            group.extra = None if extra is None else extra[idx]
+            group.cost, group.target_cost = [cost[i] for i in ids], [target_cost[i] for i in ids]
+            group.floor_cost = floor_cost[idx].tolist()
+            self._dirty.add(g)
+
+    def _group_relief(self, group: _Group, move: np.ndarray, extra: np.ndarray | None) -> list[float]:
+        """MM relief (currency) of each of ``group``'s candidates moving by ``move`` alone:
+        mm_factor x min(term + min(worst, 0), term - som x short) (module docstring).
+        Small groups finish on Python floats (fewer NumPy calls; the same IEEE operations)."""
+        u, mmf, som = group.u, self.mm_factor, self.som
+        term = self.terms[u]
+        relief = _min(np.add(move, self.pnl[u][:, None], out=group.buffer), axis=0)  # min(worst, 0); -inf: blocked
+        if len(group.ids) <= SMALL_GROUP:
+            if not som:
+                return [(w + term) * mmf for w in relief.tolist()]
+            short = self.short[u]
+            caps = [term - som * (short + e) for e in extra.tolist()] if extra is not None else \
+                [term - som * short] * len(group.ids)
+            return [(a if a <= b else b) * mmf for a, b in zip([w + term for w in relief.tolist()], caps)]
+        relief += term
+        if som:
+            short = self.short[u]
+            np.minimum(relief, term - som * (short + extra) if extra is not None else term - som * short, out=relief)
+        relief *= mmf
+        return relief.tolist()
+
+    def _refresh(self) -> None:
+        """The dirty groups' next-lot relief and score (unmasked, lists), best slot and
+        largest relief."""
+        for g in self._dirty:
+            group = self._groups[g]
+            relief = group.relief = self._group_relief(group, group.move, group.extra)
+            score = group.score = [r / f for r, f in zip(relief, group.floor_cost)]
+            best = group.best_score = max(score)
+            group.best, group.top_relief = score.index(best), max(relief)
+        self._dirty.clear()
+
+    def _best(self) -> tuple[int, float]:
+        """(the best-scoring candidate whose next lot helps, or -1; the runner-up's score,
+        -inf if none): as ``argmax`` over every candidate's masked score."""
+        groups = self._groups
+        best_g, best, best_score = -1, -1, -_INF
+        for g, group in enumerate(groups):
+            s = group.best_score
+            if s > best_score or (s == best_score and s > -_INF and group.ids[group.best] < best):
+                best_g, best, best_score = g, group.ids[group.best], s
+        if best_g < 0:
+            return -1, -_INF
+        group = groups[best_g]
+        slot = group.best
+        if not group.relief[slot] > RELIEF_EPSILON:
+            return self._best_masked()
+        score = group.score
+        score[slot] = -_INF
+        runner = max(score)
+        helps = runner == -_INF or group.relief[score.index(runner)] > RELIEF_EPSILON
+        score[slot] = best_score
+        for g, other in enumerate(groups):
+            s = other.best_score
+            if g != best_g and s > -_INF and s >= runner:
+                # the runner-up's score helps if any candidate with that score helps
+                helps = (helps and s == runner) or other.relief[other.best] > RELIEF_EPSILON
+                runner = s
+        if not helps:
+            return self._best_masked()
+        return best, runner
+
+    def _best_masked(self) -> tuple[int, float]:
+        """:meth:`_best` the slow way: scores masked to the lots that help."""
+        scores = [-_INF] * len(self._lots)
+        for group in self._groups:
+            for i, r, s in zip(group.ids, group.relief, group.score):
+                if r > RELIEF_EPSILON:
+                    scores[i] = s
+        top = max(scores, default=-_INF)
+        if top == -_INF:
+            return -1, -_INF
+        best = scores.index(top)
+        scores[best] = -_INF
+        return best, max(scores)
+
+    def _finishing(self, reach: float, equity: float) -> int:
+        """The cheapest candidate whose next lot alone helps and meets the target
+        (``relief - target x cost >= reach``, cost < equity), -1 if none; ties: lowest index."""
+        pick, pick_cost = -1, _INF
+        for group in self._groups:
+            if group.top_relief < reach:  # relief - target x cost <= relief: none here
+                continue
+            for i, r, tc, c in zip(group.ids, group.relief, group.target_cost, group.cost):
+                if r > RELIEF_EPSILON and r - tc >= reach and c < equity and (
+                        c < pick_cost or (c == pick_cost and i < pick)):
+                    pick, pick_cost = i, c
+        return pick
+
+    def _steps(self) -> int:
+        # Every step moves at least one lot: more steps than lots is a bug, not a long search.
+        return sum(self._max) + 2
+
+    # ----- taking lots ------------------------------------------------------------------
     def run(self, allowed: np.ndarray) -> bool:
         """Take lots among ``allowed`` candidates until the target is met (True) or no lot helps.
 
-        Each step re-evaluates every candidate's next lot exactly; the cheapest single
-        lot that reaches the target wins, else the best score takes a run of lots.
+        Each step knows every candidate's next lot exactly; the cheapest single lot
+        that reaches the target wins, else the best score takes a run of lots.
         """
-        self._allowed = allowed
+        self._allowed, self._allowed_mask = allowed.tolist(), allowed
         target = self.target
         if not self.ratio_met() and not allowed.any():
             return False
+        if not self.ratio_met():
+            self._next_all()
+        steps = self._steps()
         while not self.ratio_met():
+            steps -= 1
+            if steps < 0:
+                raise RuntimeError("liquidation planner: no progress (a step moved no lot)")
             self._refresh()
             equity = self.book.equity - self.spent
-            near = (self.margin >= self.mm - target * equity) & (self.cost < equity)
-            if near.any():  # one lot reaches the target: the cheapest such
-                pick = int(np.argmin(np.where(near, self.cost, np.inf)))
-                self._move(pick, int(self.lots[pick]) + 1)
+            reach = self.mm - target * equity
+            pick = self._finishing(reach, equity)
+            if pick >= 0:  # one lot reaches the target: the cheapest such
+                self._move(pick, self._lots[pick] + 1)
                 continue
-            i = int(self.score.argmax())
-            if self.score[i] == -np.inf:
+            i, runner = self._best()
+            if i < 0:
                 return False
-            self.score[i] = -np.inf
-            runner = float(self.score.max())
-            relief, cost = self._curve(i)
+            relief, cost, trial, worst = self._curve(i)
             taken, before_r, before_c = 0, 0.0, 0.0
             for r, c in zip(relief, cost):
                 step_r, step_c = r - before_r, c - before_c
-                if not (step_r > RELIEF_EPSILON and step_r >= runner * max(step_c, 1e-12)):
+                if not (step_r > RELIEF_EPSILON and step_r >= runner * (step_c if step_c > 1e-12 else 1e-12)):
                     break
                 after = equity - c
                 if after > 0.0 and self.mm - r <= target * after:
                     break  # the lot that reaches the target: the next step takes the cheapest such
                 taken, before_r, before_c = taken + 1, r, c
-            self._move(i, int(self.lots[i]) + max(taken, 1))
+            taken = max(taken, 1)
+            self._move(i, self._lots[i] + taken, trial[taken - 1], worst[taken - 1])
         return True
 
     # ----- giving lots back ------------------------------------------------------------
+    def _back_all(self) -> None:
+        """Cache what giving back every candidate's last lot does; every group dirty."""
+        lots, done, done_cost, quantity, short_held = self._arrays()
+        moves, extra, fewer = self._changes(lots - 1, done, quantity, short_held, lots <= 0)
+        self._saved = (done_cost - self._cost(fewer)).tolist()
+        for g, group in enumerate(self._groups):
+            group.back_move = moves[g]
+            group.back_extra = None if extra is None else extra[group.idx]
+            self._dirty.add(g)
+
     def prune(self) -> None:
         """Give back every lot the plan can do without, dearest (by marginal cost) first."""
-        b = self.book
+        self._pruning = True
+        self._back_all()
+        target = self.target
+        steps = self._steps()
         while True:
-            taken = np.flatnonzero(self.lots)
-            if not taken.size:
+            steps -= 1
+            if steps < 0:
+                raise RuntimeError("liquidation planner: no progress (a prune step gave back no lot)")
+            for g in self._dirty:
+                group = self._groups[g]
+                group.back_relief = self._group_relief(group, group.back_move, group.back_extra)
+            self._dirty.clear()
+            base = self.book.equity - self.spent
+            best, best_saved, runner = -1, -_INF, -_INF
+            for i in [i for i, k in enumerate(self._lots) if k]:  # can i's last lot go back? dearest first
+                saved = self._saved[i]
+                mm = self.mm - self._groups[self._group_of[i]].back_relief[self._slot[i]]
+                equity = base + saved
+                if not (mm <= 0.0 or (equity > 0.0 and mm / equity <= target)):
+                    continue
+                if saved > best_saved:
+                    best, best_saved, runner = i, saved, best_saved
+                elif saved > runner:
+                    runner = saved
+            if best < 0:
                 return
-            fewer = np.minimum((self.lots[taken] - 1) * b.lot[taken], b.abs_held[taken])
-            saved = self.done_cost[taken] - self._cost(taken, fewer)
-            ok = ratio_ok(self.mm - self._relief(taken, fewer), b.equity - self.spent + saved, self.target)
-            if not ok.any():
-                return
-            dearest = np.where(ok, saved, -np.inf)
-            j = int(np.argmax(dearest))
-            dearest[j] = -np.inf
-            i = int(taken[j])
-            self._move(i, int(self.lots[i]) - self._give_back(i, float(dearest.max())))
+            self._move(best, self._lots[best] - self._give_back(best, runner))
 
     def _give_back(self, i: int, runner: float) -> int:
         """Lots of ``i`` to give back (>= 1, the first is known to keep the target met):
         while the target stays met and each is at least as dear as ``runner``."""
-        k0 = int(self.lots[i])
+        k0 = self._lots[i]
         if k0 <= 1:
             return 1
         lot, held = self._lot[i], self._abs[i]
-        contracts = [min(k * lot, held) for k in range(k0 - 1, -1, -1)]
-        u = self._u[i]
-        others = self.mm - self.mm_factor * float(self.terms[u])
-        equity = self.book.equity - self.spent + float(self.done_cost[i])
-        target = self.target
-        given, previous = 0, float(self.done_cost[i])
+        contracts = [x if x < held else held for x in [k * lot for k in range(k0 - 1, -1, -1)]]
+        others = self.mm - self.mm_factor * self.terms[self._u[i]]
+        equity = self.book.equity - self.spent + self._done_cost[i]
+        target, mmf = self.target, self.mm_factor
+        lin, quad, floor = self._linear[i], self._quadratic[i], self.floor
+        given, previous = 0, self._done_cost[i]
         for c, term in zip(contracts, self._terms_at(i, contracts)):
-            cost = self._cost1(i, c)
-            mm, eq = others + self.mm_factor * term, equity - cost
+            cost = c * (lin + quad * c)
+            if not cost > floor * c:
+                cost = floor * c
+            mm, eq = others + mmf * term, equity - cost
             if not (mm <= 0.0 or (eq > 0.0 and mm / eq <= target)) or previous - cost < runner:
                 break
             given, previous = given + 1, cost
