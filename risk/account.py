@@ -22,7 +22,7 @@ import msgspec
 import numpy as np
 
 from risk.exposure import (QUANTITY_EPSILON, Exposure, MethodMargins, Reservation, initial_margin, method_margins,
-                           parametric_var, scan_risk, scenario_term)
+                           order_var, scan_risk, scenario_term)
 from risk.model import RiskModel
 from risk.params import MarginProfile
 from risk.tiers import Tier, margin_ratio
@@ -147,10 +147,9 @@ class Account:
         #: Sum over positions of quantity x average price x multiplier (currency), kept
         #: per fill and recomputed exactly at each rebind, so equity needs no loop.
         self._cost = 0.0
-        #: Caches of the VaR profiles' what-if inputs (see initial_margin_with_orders, _order_var).
+        #: Cache of the VaR profiles' what-if inputs (see initial_margin_with_orders).
         self._im_with_orders: float | None = None
         self._im_held: float | None = None
-        self._last_order_var: tuple[RiskModel, int, float, float] | None = None
         #: (model, row, quantity, IM with orders after it) of the last VaR what-if.
         self._trial_im: tuple[RiskModel, int, float, float] | None = None
         #: The open orders' stand-alone VaRs (currency), as of the last order change.
@@ -208,7 +207,7 @@ class Account:
         if order_id in self.orders:
             self.release(order_id)
         trial = self._trial_im
-        var = self._order_var(row, quantity) if self._uses_var else 0.0
+        var = order_var(self.model, row, quantity) if self._uses_var else 0.0
         self.orders[order_id] = OpenOrder(order_id, row, quantity, limit_price, var)
         self._reserve.add(self.model, row, quantity)
         self._open_add(row, quantity > 0, quantity)
@@ -245,7 +244,7 @@ class Account:
             self._reserve.add(model, order.row, order.quantity)
             if self._uses_var:
                 self.orders[oid] = OpenOrder(oid, order.row, order.quantity, order.limit_price,
-                                             self._order_var(order.row, order.quantity))
+                                             order_var(self.model, order.row, order.quantity))
         self._refresh_var()
         for u in range(model.n_underlyings):
             self._refresh_terms(u)
@@ -348,7 +347,7 @@ class Account:
                 # fsum is correctly rounded whatever the order: exactly the reservation's
                 # var once reserve() has added this order (_refresh_var).
                 order_vars = self._order_vars
-                order_vars.append(self._order_var(row, quantity))
+                order_vars.append(order_var(self.model, row, quantity))
                 trial.var = math.fsum(order_vars)
                 order_vars.pop()
             after = initial_margin(method_margins(model, self._exposure, self.profile, trial))
@@ -446,39 +445,6 @@ class Account:
             yield self.model.table.ids[row], pos
 
     # ----- internals ------------------------------------------------------
-    def _order_var(self, row: int, quantity: float) -> float:
-        """Stand-alone parametric VaR of one order (currency); the last one is kept, as
-        a what-if and the reservation of the same order follow each other."""
-        model = self.model
-        last = self._last_order_var
-        if last is not None and last[0] is model and last[1] == row and last[2] == quantity:
-            return last[3]
-        value = self._compute_order_var(row, quantity)
-        self._last_order_var = (model, row, quantity, value)
-        return value
-
-    def _compute_order_var(self, row: int, quantity: float) -> float:
-        """|quantity| x the VaR of one contract on the order's side: VaR is positively
-        homogeneous (the P&L of q > 0 contracts is q times one contract's, every
-        cumulant-based quantile scales with it), so one figure per (row, side) and
-        model serves every order; kept on the model, shared by the shard's accounts."""
-        model = self.model
-        cache = model.unit_order_var
-        key = row if quantity > 0 else -1 - row
-        unit = cache.get(key)
-        if unit is None:
-            unit = cache[key] = self._one_contract_var(row, 1.0 if quantity > 0 else -1.0)
-        return abs(quantity) * unit
-
-    def _one_contract_var(self, row: int, quantity: float) -> float:
-        model = self.model
-        dd = np.zeros(model.n_underlyings)
-        dg = np.zeros(model.n_underlyings)
-        u = model.block_of[row]
-        dd[u] = quantity * model.valuation.dollar_delta[row]
-        dg[u] = quantity * model.valuation.dollar_gamma[row]
-        return parametric_var(model, dd, dg)
-
     def _refresh_var(self) -> None:
         if self._uses_var:
             self._order_vars = [o.var for o in self.orders.values()]  # what_if sums it with one more

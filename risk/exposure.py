@@ -197,6 +197,24 @@ def parametric_var(model: RiskModel, dollar_delta: np.ndarray, dollar_gamma: np.
     return float(delta_gamma_var(dollar_delta, dollar_gamma, model.covariance_psd, var.confidence).var)
 
 
+def order_var(model: RiskModel, row: int, quantity: float) -> float:
+    """Stand-alone parametric VaR of an order of ``quantity`` signed contracts of ``row``
+    (currency): |quantity| x one contract's on the order's side. VaR is positively
+    homogeneous (the P&L of q > 0 contracts is q times one contract's, and every
+    cumulant-based quantile scales with it), so one figure per (row, side) serves every
+    order; kept on the model (``unit_order_var``), shared by the shard's accounts."""
+    key = row if quantity > 0 else -1 - row
+    unit = model.unit_order_var.get(key)
+    if unit is None:
+        side = 1.0 if quantity > 0 else -1.0
+        dd, dg = np.zeros(model.n_underlyings), np.zeros(model.n_underlyings)
+        u = model.block_list[row]
+        dd[u] = side * model.valuation.dollar_delta[row]
+        dg[u] = side * model.valuation.dollar_gamma[row]
+        unit = model.unit_order_var[key] = parametric_var(model, dd, dg)
+    return abs(quantity) * unit
+
+
 def method_margins(model: RiskModel, exposure: Exposure, profile: MarginProfile,
                    reserve: Reservation | None = None) -> MethodMargins:
     """Every margin method the profile selects, for the positions (plus open orders, worst case)."""

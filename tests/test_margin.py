@@ -391,7 +391,7 @@ def test_order_sums_and_margin_terms_equal_a_recomputation(book_parts, steps) ->
 def test_order_var_scales_one_contract_exactly_as_a_direct_computation(book_parts, iid, qty) -> None:
     """An order's stand-alone VaR is |q| x one contract's on its side (cached per model):
     equal to the delta-gamma VaR of the order's own exposures computed directly."""
-    from risk.exposure import parametric_var
+    from risk.exposure import order_var, parametric_var
 
     table, market, params = book_parts
     rng = np.random.default_rng(5)
@@ -404,8 +404,8 @@ def test_order_var_scales_one_contract_exactly_as_a_direct_computation(book_part
     dd[u] = qty * model.valuation.dollar_delta[row]
     dg[u] = qty * model.valuation.dollar_gamma[row]
     direct = parametric_var(model, dd, dg)
-    assert acct._order_var(row, qty) == pytest.approx(direct, rel=1e-12, abs=1e-9)
-    assert acct._order_var(row, -qty) == pytest.approx(parametric_var(model, -dd, -dg), rel=1e-12, abs=1e-9)
+    assert order_var(model, row, qty) == pytest.approx(direct, rel=1e-12, abs=1e-9)
+    assert order_var(model, row, -qty) == pytest.approx(parametric_var(model, -dd, -dg), rel=1e-12, abs=1e-9)
 
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
