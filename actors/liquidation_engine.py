@@ -20,6 +20,7 @@ back under the target gets nothing more.
 
 from __future__ import annotations
 
+import heapq
 import logging
 import math
 import time
@@ -119,11 +120,15 @@ class LiquidationEngine:
         self.accounts: dict[str, _AccountState] = {}
         self.by_cl_ord_id: dict[str, tuple[str, _Order]] = {}
         self.counters = {"risk": 0, "transitions": 0, "margin_calls": 0, "rounds": 0, "orders": 0,
-                         "orders_dry_run": 0, "fills": 0, "rejects": 0, "refreshes": 0, "send_errors": 0}
+                         "orders_dry_run": 0, "fills": 0, "rejects": 0, "refreshes": 0, "mirrors": 0,
+                         "send_errors": 0}
         #: monotonic ns at which the AccountRisk being handled was received (None: not
         #: handling one): a round it causes is timed from there (Outputs.decision).
         self._trigger_ns: int | None = None
         self._stress = {s.name: s for s in params.stress}
+        #: (monotonic s, account): when an open round's cooldown or settle timeout ends
+        #: (the only changes that no report or mirror announces): what on_timer checks.
+        self._due: list[tuple[float, str]] = []
         self._recover()
 
     # ----- restart ------------------------------------------------------------------
@@ -152,9 +157,17 @@ class LiquidationEngine:
             elif isinstance(record, ReportRecord) and record.cl_ord_id in self.by_cl_ord_id:
                 order = self.by_cl_ord_id[record.cl_ord_id][1]
                 order.status, order.cum_qty = record.status, record.cum_qty
+        for account_id, st in self.accounts.items():
+            if st.round_at == restart:
+                self._schedule(account_id, restart)
         if self.by_cl_ord_id:
             log.info("liquidation journal: %d orders in %d accounts recovered", len(self.by_cl_ord_id),
                      len(self.accounts))
+
+    def _schedule(self, account_id: str, round_at: float) -> None:
+        # A little after each deadline, so the check sees it passed despite rounding.
+        for delay in (self.settings.cooldown_s, self.settings.settle_timeout_s):
+            heapq.heappush(self._due, (round_at + delay + 1e-3, account_id))
 
     # ----- inputs ---------------------------------------------------------------------
     def on_risk(self, risk: AccountRisk, received_ns: int | None = None) -> None:
@@ -189,6 +202,7 @@ class LiquidationEngine:
         """A fresh copy of the account from its shard (asked for with ``outputs.refresh``)."""
         st = self.accounts.setdefault(account_id, _AccountState())
         st.mirror, st.refresh_asked = mirror, None
+        self.counters["mirrors"] += 1
         if st.risk is not None and st.tier >= Tier.MARGIN_CALL and self._fresh(st):
             self._trigger_ns = st.asked_ns
             try:
@@ -219,8 +233,11 @@ class LiquidationEngine:
             m.plan = plan_reduction(book_from_account(m.account, self.settings.planner),
                                     self.settings.planner.target_ratio)
 
-    def on_report(self, cl_ord_id: str, status: str, cum_qty: float, exec_id: str) -> None:
-        """An execution report of one of our orders (unknown ClOrdIDs are not ours: ignored)."""
+    def on_report(self, cl_ord_id: str, status: str, cum_qty: float, exec_id: str, *, sync: bool = True) -> None:
+        """An execution report of one of our orders (unknown ClOrdIDs are not ours: ignored).
+
+        ``sync=False``: its journal record is flushed by the next :meth:`flush` (the
+        actor flushes once per burst of reports instead of once per report)."""
         found = self.by_cl_ord_id.get(cl_ord_id)
         if found is None:
             return
@@ -235,17 +252,33 @@ class LiquidationEngine:
                                                                         "cl_ord_id": cl_ord_id})
         order.status, order.cum_qty = status, max(cum_qty, order.cum_qty)
         self.journal.append(ReportRecord(cl_ord_id=cl_ord_id, status=status, cum_qty=order.cum_qty,
-                                         exec_id=exec_id), sync=True)
+                                         exec_id=exec_id), sync=sync)
         self.out.event("report", {"cl_ord_id": cl_ord_id, "account": account_id, "status": status,
                                   "cum_qty": order.cum_qty})
         st = self.accounts[account_id]
-        if st.risk is not None and self._fresh(st):
+        # Only a report that can close the round (or an account not yet called) is worth
+        # the freshness check (a margin summary): most acks leave other orders live.
+        if st.risk is not None and (not st.called or self._round_closed(st)) and self._fresh(st):
             self._act(account_id, st)
 
+    def flush(self) -> None:
+        """Flush journal records appended without a sync (see :meth:`on_report`)."""
+        self.journal.sync()
+
     def on_timer(self) -> None:
-        """Re-check accounts waiting on a cooldown or a settle timeout."""
-        for account_id, st in self.accounts.items():
-            if st.tier >= Tier.PARTIAL_LIQUIDATION and st.risk is not None and self._fresh(st):
+        """Re-check the accounts whose round's cooldown or settle timeout just ended.
+
+        Everything else that can close a round (its reports, the drop copy showing its
+        fills) arrives as on_report / on_mirror, which act at once. Checking every
+        account in liquidation instead (a margin summary each) held the loop thread
+        for milliseconds with hundreds of them, delaying breaches queued behind it."""
+        now = self.clock()
+        due: dict[str, None] = {}
+        while self._due and self._due[0][0] <= now:
+            due[heapq.heappop(self._due)[1]] = None
+        for account_id in due:
+            st = self.accounts.get(account_id)
+            if st is not None and st.tier >= Tier.PARTIAL_LIQUIDATION and st.risk is not None and self._fresh(st):
                 self._act(account_id, st)
 
     # ----- decisions ----------------------------------------------------------------
@@ -313,6 +346,7 @@ class LiquidationEngine:
         s = self.settings
         st.round += 1
         st.round_at = self.clock()
+        self._schedule(account_id, st.round_at)
         st.orders = {}
         held = {sym: p.quantity for sym, p in st.mirror.account.iter_positions()}  # type: ignore[union-attr]
         st.before = {c.instrument: held.get(c.instrument, 0.0) for c in plan.cuts}

@@ -7,10 +7,12 @@ AccountRisk in reduce-only is published first: the actor reads the account,
 sends its margin call and plans ahead, as it does at margin call; once that is
 done, an AccountRisk crossing into partial liquidation. The latency is from just
 before that AccountRisk is sent on the PUB socket to the first NewOrderSingle's
-bytes written to the execution socket (monotonic ns, one host); it is split into
-transport (PUB -> the actor's receive), decision (receive -> the round's orders
-journaled: the liquidation_decision stage) and handoff (-> bytes written by the
-FIX thread).
+bytes written to the execution socket (monotonic ns, one host; the bench thread
+waits on an Event set where the bytes are stamped, never polling, so it does not
+compete for the GIL with the path it measures); it is split into transport (PUB
+-> the actor's receive), decision (receive -> the round's orders journaled: the
+liquidation_decision stage) and handoff (-> the first order built, stored and
+written on the socket, by the same thread since actors.liquidation_wire).
 planner_N_us: median of ``risk.liquidation.plan_reduction`` on an account of N
 positions (50 and 500) at MM / equity 1.1, target 0.6 (the book copy included).
 """
@@ -21,6 +23,7 @@ import json
 import random
 import statistics
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any, TextIO
@@ -91,6 +94,18 @@ def breach_to_wire(universe: Any, model: RiskModel, profile_name: str, positions
                            execution=venue.client_settings(str(folder / "fix")), state_dir=str(folder))
     actor = LiquidationActorImpl(spec, fetch=fetch)
     actor.model = model
+    # The first order of each breach is awaited on an Event set where its bytes are
+    # stamped, not by polling: a polling thread would compete for the GIL with the
+    # very path it measures.
+    written, awaited = threading.Event(), [""]
+
+    def on_written(cl_ord_id: str, ns: int) -> None:
+        actor.write_ns[cl_ord_id] = ns
+        if cl_ord_id == awaited[0]:
+            written.set()
+
+    assert actor.link is not None
+    actor.link._on_written = on_written
     context = zmq.Context()
     pub = context.socket(zmq.PUB)
     pub.connect(endpoint)
@@ -110,10 +125,12 @@ def breach_to_wire(universe: Any, model: RiskModel, profile_name: str, positions
             # ahead; the breach comes once that is done (as it would, seconds later).
             _wait(lambda: _prepared(actor, account_id), 5)
             frame = encode(_risk(account, "partial_liquidation"))
+            first = awaited[0] = f"LIQ-{account_id}-1-1"
+            written.clear()
             t0 = time.monotonic_ns()
             pub.send(frame)
-            first = f"LIQ-{account_id}-1-1"
-            _wait(lambda: first in actor.write_ns, 5)
+            if not written.wait(5):
+                raise RuntimeError("bench liquidation: timed out")
             latencies.append(actor.write_ns[first] - t0)
             received, decided = actor.last_decision_ns
             transport.append(received - t0)

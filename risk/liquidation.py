@@ -25,6 +25,7 @@ removed with the target still met: it never liquidates more than needed.
 from __future__ import annotations
 
 import math
+import weakref
 from typing import Annotated
 
 import msgspec
@@ -35,6 +36,7 @@ from risk.account import Account
 from risk.exposure import Exposure, initial_margin, method_margins
 from risk.instruments import OPTION
 from risk.liquidation_greedy import RELIEF_EPSILON, Greedy
+from risk.model import RiskModel
 from risk.tiers import margin_ratio
 
 _NonNegative = Annotated[float, Meta(ge=0.0)]
@@ -128,7 +130,7 @@ class LiquidationBook:
         rows = sorted(positions)
         n = len(rows)
         self.rows = np.array(rows, dtype=np.int64)
-        self.held = np.fromiter((positions[r].quantity for r in rows), dtype=float, count=n)
+        self.held = np.array([positions[r].quantity for r in rows], dtype=float)
         self.abs_held = np.abs(self.held)
         self.sign = -np.sign(self.held)  # the direction of a cut
         if params.lot_sizes:
@@ -136,16 +138,16 @@ class LiquidationBook:
         else:
             self.lot = np.full(n, float(params.lot_size))
         self.max_lots = np.ceil(self.abs_held / self.lot - 1e-9).astype(np.int64)
-        kind = np.asarray(table.kind)[self.rows]
-        self.is_option = kind == OPTION
-        self.underlying = np.asarray(model.block_of, dtype=np.int64)[self.rows]
-        self.mark = np.asarray(model.valuation.mark, dtype=float)[self.rows]
-        self.unit = np.abs(self.mark) * np.asarray(table.multiplier, dtype=float)[self.rows]
+        every = _rows_of(model)
+        self._every = every
+        self.is_option = every.is_option[self.rows]
+        self.underlying = every.block_of[self.rows]
+        self.mark = every.mark[self.rows]
+        self.unit = every.unit[self.rows]
         c = params.costs
-        self.half_spread = np.where(self.is_option, c.option_half_spread,
-                                    np.where(kind == 1, c.future_half_spread, c.spot_half_spread))
+        self.half_spread = every.half_spread(c)[self.rows]
         self.costs = c
-        self.option_notional = np.asarray(model.option_notional, dtype=float)[self.rows]
+        self.option_notional = every.option_notional[self.rows]
         self.has_options = bool(self.is_option.any())
         if self._scenario_only:
             self._dense(account)
@@ -159,17 +161,15 @@ class LiquidationBook:
         with candidates, (u, the candidates' indices, their risk arrays: its scenarios
         plus a zero row x the candidates) for the search (risk.liquidation_greedy).
         """
-        model = self.model
+        model, every = self.model, self._every
         exposure = account._exposure  # read only: copied below
         segments = model.segments
-        sizes = [s.stop - s.start for s in segments]
-        offsets = np.concatenate(([0], np.cumsum(sizes))).astype(np.int64)
-        self.column_slices = [slice(int(offsets[u]), int(offsets[u + 1])) for u in range(len(segments))]
-        width = int(offsets[-1])
+        sizes, offsets = every.sizes, every.offsets
+        self.column_slices = every.column_slices
         n = len(self.rows)
         self.pnl0 = np.concatenate([exposure.scenario[s] for s in segments]) if segments else np.zeros(0)
-        self.arrays = np.zeros((n, width))
-        position = np.asarray(model.position_in_block)[self.rows]
+        self.arrays = np.zeros((n, offsets[-1]))
+        position = every.position[self.rows]
         self.groups: list[tuple[int, np.ndarray, np.ndarray]] = []
         for u in range(len(segments)):
             idx = np.flatnonzero(self.underlying == u)
@@ -184,7 +184,7 @@ class LiquidationBook:
         #: Scenario term per underlying and MM before any cut (currency).
         self.initial_terms = self._scenario_terms(self.pnl0, self.short0)
         self.initial_mm = self.mm_factor * math.fsum(self.initial_terms)
-        if not (np.isfinite(self.pnl0).all() and np.isfinite(self.arrays).all()):
+        if not (np.isfinite(self.pnl0).all() and every.finite[self.rows].all()):
             raise ValueError("scenario P&L is NaN: no plan on an unpriceable book")
 
     # ----- money ------------------------------------------------------------
@@ -262,6 +262,50 @@ class LiquidationBook:
         return mm, equity, margin_ratio(mm, equity)
 
 
+class _ModelRows:
+    """What a book gathers per candidate, for every row of a model's table at once:
+    built once per model (a model is never changed in place: a market update makes a
+    new one), so a book is a handful of gathers. ``finite``: the row's risk array is."""
+
+    def __init__(self, model: RiskModel) -> None:
+        table = model.table
+        self.kind = np.asarray(table.kind)
+        self.is_option = self.kind == OPTION
+        self.block_of = np.asarray(model.block_of, dtype=np.int64)
+        self.mark = np.asarray(model.valuation.mark, dtype=float)
+        self.unit = np.abs(self.mark) * np.asarray(table.multiplier, dtype=float)
+        self.option_notional = np.asarray(model.option_notional, dtype=float)
+        self.position = np.asarray(model.position_in_block, dtype=np.int64)
+        self.finite = np.ones(len(self.kind), dtype=bool)
+        for block in model.blocks:
+            self.finite[np.asarray(block.rows)] = np.isfinite(np.asarray(block.arrays)).all(axis=1)
+        self.sizes = [s.stop - s.start for s in model.segments]
+        self.offsets = [0]
+        for size in self.sizes:
+            self.offsets.append(self.offsets[-1] + size)
+        self.column_slices = [slice(a, b) for a, b in zip(self.offsets, self.offsets[1:])]
+        self._half_spread: dict[CostParams, np.ndarray] = {}
+
+    def half_spread(self, c: CostParams) -> np.ndarray:
+        """Half-spread per row (fraction of the mark), by kind."""
+        out = self._half_spread.get(c)
+        if out is None:
+            out = self._half_spread[c] = np.where(self.is_option, c.option_half_spread,
+                                                  np.where(self.kind == 1, c.future_half_spread,
+                                                           c.spot_half_spread))
+        return out
+
+
+_MODEL_ROWS: "weakref.WeakKeyDictionary[RiskModel, _ModelRows]" = weakref.WeakKeyDictionary()
+
+
+def _rows_of(model: RiskModel) -> _ModelRows:
+    rows = _MODEL_ROWS.get(model)
+    if rows is None:
+        rows = _MODEL_ROWS[model] = _ModelRows(model)
+    return rows
+
+
 def book_from_account(account: Account, params: PlannerParams) -> LiquidationBook:
     """The planner's copy of ``account`` (positions, margin terms, costs) on its model."""
     return LiquidationBook(account, params)
@@ -333,12 +377,15 @@ def _plan_generic(book: LiquidationBook, target: float, linear: np.ndarray) -> t
 def _plan(book: LiquidationBook, lots: np.ndarray, target: float, *, full: bool) -> Plan:
     mm0, eq0, r0 = book.before()
     mm1, eq1, r1 = book.evaluate(lots)
-    order = sorted(np.flatnonzero(lots), key=lambda i: (bool(book.is_option[i]), int(book.rows[i])))
-    delta = book.delta_quantity(lots)
-    cuts = tuple(Cut(row=int(book.rows[i]), instrument=book.model.table.ids[int(book.rows[i])],
-                     quantity=float(delta[i]), lots=int(lots[i]),
-                     expected_cost=book.cost(int(i), abs(float(delta[i]))), mark=float(book.mark[i]))
-                 for i in order)
+    cut = np.flatnonzero(lots)
+    rows, option = book.rows[cut].tolist(), book.is_option[cut].tolist()
+    order = sorted(range(len(rows)), key=lambda k: (option[k], rows[k]))  # linear first, then by row
+    delta = book.delta_quantity(lots)[cut]
+    # book.cost of each cut, vectorized (the same operations; every cut trades > 0 contracts)
+    costs, delta = book.cost_vector(cut, np.abs(delta)).tolist(), delta.tolist()
+    marks, counts, ids = book.mark[cut].tolist(), lots[cut].tolist(), book.model.table.ids
+    cuts = tuple(Cut(row=rows[k], instrument=ids[rows[k]], quantity=delta[k], lots=counts[k],
+                     expected_cost=costs[k], mark=marks[k]) for k in order)
     return Plan(account=book.account_id, cuts=cuts, target_ratio=target, ratio_before=r0, ratio_after=r1,
                 maintenance_before=mm0, maintenance_after=mm1, equity_before=eq0, equity_after=eq1,
                 expected_cost=eq0 - eq1, reached=r1 <= target, full=full)

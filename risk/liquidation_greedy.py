@@ -17,14 +17,16 @@ candidate's last lot is tried at once, and the dearest one that can go back
 least as dear as the other candidates' last lots that could go back too.
 
 Incremental. At these sizes the search is bound by the number of NumPy calls
-(about a microsecond each whatever the size), not by arithmetic. A move changes
-one candidate and one underlying, so a step re-evaluates only that underlying's
-candidates (a :class:`_Group`: seven calls over its scenarios x its candidates);
-the other groups keep their figures. What a candidate's next lot (and, pruning,
-its last lot) does to the scenario P&L, the short-option notional and the cost
-changes only when that candidate moves: it is cached per candidate, and
-per-candidate state lives in Python lists (single values are several times
-dearer to read and write in NumPy arrays).
+(a microsecond or two each, whatever the size) and Python operations, not by
+arithmetic. A move changes one candidate and one underlying, so a step
+re-evaluates only that underlying's candidates (a :class:`Group`: two NumPy
+calls over its scenarios x its candidates, the rest on Python floats up to
+SMALL_GROUP candidates); the other groups keep their figures. What a
+candidate's next lot (and, pruning, its last lot) does to the scenario P&L, the
+short-option notional and the cost changes only when that candidate moves: it
+is cached per candidate; per-candidate state lives in Python lists (single
+values are several times dearer to read and write in NumPy arrays); the trial
+P&L a run was priced on becomes the underlying's P&L when it is taken.
 
 Every figure is computed with the same floating-point operations as a full
 re-evaluation, and every choice breaks ties as ``argmax`` / ``argmin`` over all
@@ -51,6 +53,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from risk.liquidation_groups import Group
+
 if TYPE_CHECKING:
     from risk.liquidation import LiquidationBook
 
@@ -64,35 +68,6 @@ SMALL_GROUP = 64
 _INF = math.inf
 _max = np.maximum.reduce
 _min = np.minimum.reduce
-
-
-class _Group:
-    """The candidates of underlying ``u``: ``idx`` their indices (ascending) and
-    ``rows`` their risk arrays, scenario-major (its ``width`` scenarios plus a zero
-    row x the candidates, so a minimum over scenarios runs along contiguous rows).
-
-    Per candidate, for its next lot (:meth:`Greedy._next_all`): ``move`` (the
-    lot's scenario P&L; the zero row -inf when it may not be cut), ``extra``
-    (short-option notional released; only with a short-option minimum), ``cost``
-    (currency, a list), ``floor_cost`` (floored at 1e-12: the score's divisor) and
-    ``target_cost`` (target x cost, a list). After :meth:`Greedy._refresh`:
-    ``relief`` (MM relief, currency, unmasked) and ``score``, the group's ``best``
-    slot, ``best_score`` and ``top_relief``. ``back_*``: giving the last lot back
-    (prune pass).
-    """
-
-    __slots__ = ("u", "idx", "ids", "width", "rows", "move", "buffer", "extra", "cost", "floor_cost",
-                 "target_cost", "relief", "score", "best", "best_score", "top_relief", "back_move",
-                 "back_extra", "back_relief")
-
-    def __init__(self, u: int, idx: np.ndarray, rows: np.ndarray) -> None:
-        self.u, self.idx, self.ids, self.rows = u, idx, idx.tolist(), rows
-        self.width = rows.shape[0] - 1
-        self.buffer = np.empty_like(rows)
-        self.best, self.best_score, self.top_relief = 0, -_INF, -_INF
-        self.extra: np.ndarray | None = None
-        self.back_extra: np.ndarray | None = None
-        self.back_relief: list[float] = []
 
 
 class Greedy:
@@ -127,7 +102,7 @@ class Greedy:
         self._releases = book.has_options and bool(book.som)  # options' short minimum matters
         self._allowed = [True] * n
         self._allowed_mask = np.ones(n, dtype=bool)
-        self._groups = [_Group(u, idx, rows) for u, idx, rows in book.groups]
+        self._groups = [Group(u, idx, rows) for u, idx, rows in book.groups]
         self._group_of = [0] * n  # candidate -> its group and its slot there
         self._slot = [0] * n
         for g, group in enumerate(self._groups):
@@ -225,7 +200,18 @@ class Greedy:
         _, worst, change = self._trials(i, contracts)
         # max(-w, 0.0, s) as the builtin does it (the first of equals), without the call
         terms = [0.0 if 0.0 > -w else -w for w in worst]
+        if not self._short_binds(i, change, terms):
+            return terms
         return [s if s > t else t for t, s in zip(terms, self._shorts(i, change))]
+
+    def _short_binds(self, i: int, change: list[float], scan: list[float]) -> bool:
+        """Whether the short-option minimum can exceed a scan term of ``scan`` (currency)
+        with ``i`` moved by ``change`` (monotone: a cut never flips a position, so the
+        minimum moves one way along ``change``, and its largest value is at an end)."""
+        if not self.som:
+            return False
+        ends = self._shorts(i, [change[0], change[-1]])
+        return (ends[0] if ends[0] > ends[1] else ends[1]) > min(scan)
 
     def _curve(self, i: int) -> tuple[list[float], list[float], np.ndarray, list[float]]:
         """Cumulative (relief, cost) of each further lot of ``i`` from the current state
@@ -236,10 +222,12 @@ class Greedy:
                                                         range(1, min(self._max[i] - k0, MAX_CURVE) + 1)]]
         trial, worst, change = self._trials(i, contracts)
         term, mmf = self.terms[self._u[i]], self.mm_factor
-        if self.som:
-            relief = [mmf * (term - max(-w, 0.0, s)) for w, s in zip(worst, self._shorts(i, change))]
-        else:  # max(-w, 0.0, 0.0) without the builtin
-            relief = [mmf * (term - (-w if -w > 0.0 else 0.0)) for w in worst]
+        # term after = max(-w, 0.0, s) as the builtin takes it (the first of equals), written out
+        scan = [0.0 if 0.0 > -w else -w for w in worst]
+        if self._short_binds(i, change, scan):
+            relief = [mmf * (term - (s if s > t else t)) for t, s in zip(scan, self._shorts(i, change))]
+        else:
+            relief = [mmf * (term - t) for t in scan]
         lin, quad, floor, done_cost = self._linear[i], self._quadratic[i], self.floor, self._done_cost[i]
         costs = [c * (lin + quad * c) for c in contracts]
         costs = [(x if x > floor * c else floor * c) - done_cost for x, c in zip(costs, contracts)]
@@ -280,7 +268,7 @@ class Greedy:
         return moves, extra, contracts
 
     def _next_all(self) -> None:
-        """Cache what every candidate's next lot does (see :class:`_Group`); every group dirty."""
+        """Cache what every candidate's next lot does (see :class:`Group`); every group dirty."""
         b = self.book
         lots, done, done_cost, quantity, short_held = self._arrays()
         blocked = lots >= b.max_lots
@@ -300,7 +288,7 @@ class Greedy:
             group.floor_cost = floor_cost[idx].tolist()
             self._dirty.add(g)
 
-    def _group_relief(self, group: _Group, move: np.ndarray, extra: np.ndarray | None) -> list[float]:
+    def _group_relief(self, group: Group, move: np.ndarray, extra: np.ndarray | None) -> list[float]:
         """MM relief (currency) of each of ``group``'s candidates moving by ``move`` alone:
         mm_factor x min(term + min(worst, 0), term - som x short) (module docstring).
         Small groups finish on Python floats (fewer NumPy calls; the same IEEE operations)."""
@@ -308,29 +296,24 @@ class Greedy:
         term = self.terms[u]
         relief = _min(np.add(move, self.pnl[u][:, None], out=group.buffer), axis=0)  # min(worst, 0); -inf: blocked
         if len(group.ids) <= SMALL_GROUP:
-            if not som:
-                return [(w + term) * mmf for w in relief.tolist()]
-            short = self.short[u]
-            caps = [term - som * (short + e) for e in extra.tolist()] if extra is not None else \
-                [term - som * short] * len(group.ids)
-            return [(a if a <= b else b) * mmf for a, b in zip([w + term for w in relief.tolist()], caps)]
+            worst = relief.tolist()
+            if som:
+                short = self.short[u]
+                extras = extra.tolist() if extra is not None else None
+                # The short-option minimum caps no candidate when the largest term + worst is
+                # under the smallest cap (fl(t - som x (s + e)) falls as e grows: the cap at
+                # the largest e): the usual case, one comparison instead of two passes.
+                if max(worst) + term > term - som * (short + (max(extras) if extras else 0.0)):
+                    caps = [term - som * (short + e) for e in extras] if extras is not None else \
+                        [term - som * short] * len(worst)
+                    return [(a if a <= b else b) * mmf for a, b in zip([w + term for w in worst], caps)]
+            return [(w + term) * mmf for w in worst]
         relief += term
         if som:
             short = self.short[u]
             np.minimum(relief, term - som * (short + extra) if extra is not None else term - som * short, out=relief)
         relief *= mmf
         return relief.tolist()
-
-    def _refresh(self) -> None:
-        """The dirty groups' next-lot relief and score (unmasked, lists), best slot and
-        largest relief."""
-        for g in self._dirty:
-            group = self._groups[g]
-            relief = group.relief = self._group_relief(group, group.move, group.extra)
-            score = group.score = [r / f for r, f in zip(relief, group.floor_cost)]
-            best = group.best_score = max(score)
-            group.best, group.top_relief = score.index(best), max(relief)
-        self._dirty.clear()
 
     def _best(self) -> tuple[int, float]:
         """(the best-scoring candidate whose next lot helps, or -1; the runner-up's score,
@@ -407,33 +390,46 @@ class Greedy:
         if not self.ratio_met():
             self._next_all()
         steps = self._steps()
-        while not self.ratio_met():
+        # The hot loop: attribute lookups hoisted, refresh and the finishing pre-check inline.
+        groups, dirty, lots, book_equity = self._groups, self._dirty, self._lots, self.book.equity
+        refresh, finishing, best_of, curve, move = (self._group_relief, self._finishing, self._best, self._curve,
+                                                    self._move)
+        while True:
+            mm, equity = self.mm, book_equity - self.spent
+            if mm <= 0.0 or (equity > 0.0 and mm / equity <= target):
+                return True
             steps -= 1
             if steps < 0:
                 raise RuntimeError("liquidation planner: no progress (a step moved no lot)")
-            self._refresh()
-            equity = self.book.equity - self.spent
-            reach = self.mm - target * equity
-            pick = self._finishing(reach, equity)
-            if pick >= 0:  # one lot reaches the target: the cheapest such
-                self._move(pick, self._lots[pick] + 1)
-                continue
-            i, runner = self._best()
+            for g in dirty:  # the underlying that moved: its candidates' next lots
+                group = groups[g]
+                relief = group.relief = refresh(group, group.move, group.extra)
+                score = group.score = [r / f for r, f in zip(relief, group.floor_cost)]
+                best = group.best_score = max(score)
+                group.best, group.top_relief = score.index(best), max(relief)
+            dirty.clear()
+            reach = mm - target * equity
+            # relief - target x cost <= relief: no lot can finish unless some relief reaches
+            if any(group.top_relief >= reach for group in groups):
+                pick = finishing(reach, equity)
+                if pick >= 0:  # one lot reaches the target: the cheapest such
+                    move(pick, lots[pick] + 1)
+                    continue
+            i, runner = best_of()
             if i < 0:
                 return False
-            relief, cost, trial, worst = self._curve(i)
+            relief, cost, trial, worst = curve(i)
             taken, before_r, before_c = 0, 0.0, 0.0
             for r, c in zip(relief, cost):
                 step_r, step_c = r - before_r, c - before_c
                 if not (step_r > RELIEF_EPSILON and step_r >= runner * (step_c if step_c > 1e-12 else 1e-12)):
                     break
                 after = equity - c
-                if after > 0.0 and self.mm - r <= target * after:
+                if after > 0.0 and mm - r <= target * after:
                     break  # the lot that reaches the target: the next step takes the cheapest such
                 taken, before_r, before_c = taken + 1, r, c
-            taken = max(taken, 1)
-            self._move(i, self._lots[i] + taken, trial[taken - 1], worst[taken - 1])
-        return True
+            taken = taken if taken else 1
+            move(i, lots[i] + taken, trial[taken - 1], worst[taken - 1])
 
     # ----- giving lots back ------------------------------------------------------------
     def _back_all(self) -> None:

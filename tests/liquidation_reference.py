@@ -352,3 +352,15 @@ def reference_lots(account: Account, params: PlannerParams, target: float) -> tu
     if reached:
         greedy.prune()
     return book.rows, greedy.lots, reached
+
+
+def reference_cuts(book, lots: np.ndarray) -> tuple:
+    """The cuts risk.liquidation._plan made of ``lots`` before it was vectorized (Cut structs)."""
+    from risk.liquidation import Cut
+
+    order = sorted(np.flatnonzero(lots), key=lambda i: (bool(book.is_option[i]), int(book.rows[i])))
+    delta = book.delta_quantity(lots)
+    return tuple(Cut(row=int(book.rows[i]), instrument=book.model.table.ids[int(book.rows[i])],
+                     quantity=float(delta[i]), lots=int(lots[i]),
+                     expected_cost=book.cost(int(i), abs(float(delta[i]))), mark=float(book.mark[i]))
+                 for i in order)
