@@ -115,7 +115,11 @@ def pretrade_bench(options: PretradeOptions, log: Callable[[str], None] = lambda
     universe = build_universe(options.accounts, options.positions, seed=options.seed, var_every=options.var_every)
 
     def configure(config: Any) -> Any:
-        return bench_settings(config, options.reservation_ttl_s)
+        config = bench_settings(config, options.reservation_ttl_s)
+        if options.shard_cpus:
+            config = msgspec.structs.replace(config, daemon=msgspec.structs.replace(
+                config.daemon, position_cpus=options.shard_cpus))
+        return config
 
     config = configure(universe.config)
     model = build_model(config, universe.market, "bench pretrade")
@@ -129,7 +133,8 @@ def pretrade_bench(options: PretradeOptions, log: Callable[[str], None] = lambda
     pretrade = config.pretrade
     result["settings"] = {"limits": msgspec.to_builtins(pretrade.limits), "stale_after_s": pretrade.stale_after_s,
                           "reservation_ttl_s": pretrade.reservation_ttl_s, "timeout_us": pretrade.timeout_us,
-                          "market": "static", "bad_every": options.bad_every}
+                          "market": "static", "bad_every": options.bad_every,
+                          "client_cpus": list(options.client_cpus), "shard_cpus": [list(c) for c in options.shard_cpus]}
     client: _Client | None = None
     with LoadedDaemon(universe, configure=configure, http=True, log=log, prefix="riskd-bench-pretrade-") as run:
         try:
@@ -234,9 +239,24 @@ def run_bench_pretrade(out: TextIO, options: PretradeOptions, err: TextIO | None
 def options_from_args(args: Any) -> PretradeOptions:
     """PretradeOptions from the CLI's parsed arguments (``--quick`` starts from the small sizes)."""
     base = QUICK if args.quick else PretradeOptions()
-    changes = {name: getattr(args, name) for name in ("accounts", "positions", "checks", "seconds", "var_every")
-               if getattr(args, name, None) is not None}
+    changes: dict[str, Any] = {name: getattr(args, name) for name in ("accounts", "positions", "checks", "seconds",
+                                                                      "var_every") if getattr(args, name, None) is not None}
+    if getattr(args, "client_cpus", None):
+        changes["client_cpus"] = _cpu_list(args.client_cpus, "--client-cpus")
+    if getattr(args, "shard_cpus", None):
+        changes["shard_cpus"] = tuple(_cpu_list(part, "--shard-cpus") for part in args.shard_cpus.split(";"))
     return msgspec.structs.replace(base, **changes)
+
+
+def _cpu_list(text: str, flag: str) -> tuple[int, ...]:
+    """``"0,1"`` -> (0, 1); a clear error naming the flag otherwise."""
+    try:
+        cpus = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise ValueError(f"{flag}: expected CPU ids like 0,1 (shards separated by ;), got {text!r}") from None
+    if not cpus or min(cpus) < 0:
+        raise ValueError(f"{flag}: expected CPU ids like 0,1 (shards separated by ;), got {text!r}")
+    return cpus
 
 
 __all__ = ["PretradeOptions", "QUICK", "pretrade_bench", "run_bench_pretrade", "options_from_args"]

@@ -45,6 +45,14 @@ class PretradeOptions(msgspec.Struct, frozen=True, kw_only=True):
     seed: int = 2026
     #: Seconds a reservation lives without a drop-copy report (None: the config's, 30 s).
     reservation_ttl_s: float | None = None
+    #: CPU ids the client process (and the floor's echo process, which it starts) is
+    #: pinned to; empty: not pinned. With ``shard_cpus`` it places the check's whole
+    #: path, and the floor is measured under the same placement: on this VM an idle
+    #: vCPU woken by another costs ~35-40 us per wake-up (bare pyzmq round trip
+    #: 130-155 us across vCPUs, 31-33 us with both ends on one).
+    client_cpus: tuple[int, ...] = ()
+    #: One CPU list per shard (``daemon.position_cpus``); empty: the config's.
+    shard_cpus: tuple[tuple[int, ...], ...] = ()
 
 
 QUICK = PretradeOptions(accounts=20, positions=5, checks=1000, warmup=200, seconds=1.0, bad_every=10,
@@ -295,6 +303,10 @@ def client_main(conn: Connection, spec: ClientSpec) -> None:
     def log(line: str) -> None:
         print(f"[bench pretrade] {line}", file=sys.stderr, flush=True)
 
+    if spec.options.client_cpus:
+        # Before any socket or child exists: ZMQ's I/O thread and the floor's echo
+        # process inherit the placement.
+        os.sched_setaffinity(0, set(spec.options.client_cpus))
     conn.send({"ready": True})
     while True:
         try:

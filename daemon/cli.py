@@ -234,6 +234,10 @@ def build_parser() -> argparse.ArgumentParser:
                           " (default 5)")
     pretrade.add_argument("--var-every", type=int, default=None,
                           help="every n-th account on the VaR profile (default 10, as bench pipeline; 0: none)")
+    pretrade.add_argument("--client-cpus", default=None,
+                          help="CPU ids to pin the client and the floor's echo process to, e.g. 1 (default: not pinned)")
+    pretrade.add_argument("--shard-cpus", default=None,
+                          help="CPU ids per shard, shards separated by ';', e.g. '1;1' (default: the config's)")
     pretrade.set_defaults(func=_cmd_bench_pretrade)
     recovery = bench_sub.add_parser("recovery", help="journal append per fsync policy, restart-to-serving with"
                                     " 1,000,000 journaled fills, kill -9 trials (lost and doubled fills)")

@@ -183,3 +183,55 @@ def test_reservation_only_republishes_are_bounded_per_flush_and_all_arrive(book_
         svc._loop._wake_rx.close(0)  # never started: only its wake pair to close
         svc._loop._wake_tx.close(0)
         bus.close()
+
+
+def test_a_waiting_check_goes_before_reservation_only_republishes(book_parts, tmp_path) -> None:
+    """With a check queued on the ROUTER, a flush republishes one reserved account (the
+    queue always drains) and stops; once no check waits, up to RESERVED_BATCH go per
+    flush; every account arrives once, with its IM with orders as the shard has it."""
+    from actors.position_service import RESERVED_BATCH
+
+    model = RiskModel(*book_parts)
+    price = float(model.valuation.mark[model.table.index["ES"]])
+    shard = PositionShard(0, 1, model)
+    accounts = [f"A{i:02d}" for i in range(2 * RESERVED_BATCH + 3)]
+    for account in accounts:
+        shard.add_account(account, model.params.profiles["span"], 1e8)
+    checker = PreTradeChecker(shard, PretradeSettings(reservation_ttl_s=60.0), KillSwitches())
+    context = zmq.Context()
+    bus = Bus(context)
+    endpoints = {name: ipc_endpoint(name, tmp_path) for name in ("events", "risk", "pretrade")}
+    svc = PositionService(shard, bus, endpoints["events"], endpoints["risk"],
+                          pretrade=(endpoints["pretrade"], checker, 1e6))  # not started: flushes driven here
+    published: list[list[AccountRisk]] = []
+    svc._publish = lambda message: published[-1].append(message)  # type: ignore[method-assign]
+    dealer = context.socket(zmq.DEALER)
+    dealer.setsockopt(zmq.LINGER, 0)
+    dealer.connect(endpoints["pretrade"])
+    try:
+        for i, account in enumerate(accounts):
+            assert checker.check(CheckRequest(f"O{i}", account, "ES", 1, 1.0, price)).accepted
+            svc._mark_reserved(account)
+        assert svc.pretrade is not None
+        router = svc.pretrade.socket
+        dealer.send_multipart([b"", encode_pretrade(CheckRequest("W", accounts[0], "ES", 1, 1.0, price))])
+        _wait(lambda: router.getsockopt(zmq.EVENTS) & zmq.POLLIN)
+        for _ in range(3):  # the check stays queued: one republish per flush
+            published.append([])
+            svc._flush()
+            assert len(published[-1]) == 1
+        router.recv_multipart()  # the check is taken
+        while len(sum(published, [])) < len(accounts):
+            published.append([])
+            svc._flush()
+            assert 1 <= len(published[-1]) <= RESERVED_BATCH
+        assert len(published[-1]) <= RESERVED_BATCH and max(len(b) for b in published) == RESERVED_BATCH
+        seen = [m.account for batch in published for m in batch]
+        assert sorted(seen) == accounts  # each exactly once
+        for message in sum(published, []):
+            assert message.initial_margin_with_orders == shard.accounts[message.account].initial_margin_with_orders()
+    finally:
+        dealer.close(0)
+        svc._loop._wake_rx.close(0)  # never started: only its wake pair to close
+        svc._loop._wake_tx.close(0)
+        bus.close()
