@@ -39,6 +39,7 @@ from risk.liquidation_greedy import RELIEF_EPSILON, Greedy
 from risk.model import RiskModel
 from risk.tiers import margin_ratio
 
+_min = np.minimum.reduce
 _NonNegative = Annotated[float, Meta(ge=0.0)]
 _Positive = Annotated[float, Meta(gt=0.0)]
 
@@ -159,27 +160,38 @@ class LiquidationBook:
         (``column_slices[u]``); ``arrays``: candidates x those columns, each row zero
         outside its underlying's (for :meth:`maintenance`); ``groups``: per underlying
         with candidates, (u, the candidates' indices, their risk arrays: its scenarios
-        plus a zero row x the candidates) for the search (risk.liquidation_greedy).
+        plus a zero row x the candidates, and candidates x its scenarios) for the search
+        (risk.liquidation_greedy), which finds candidate ``i`` at ``group_of[i]``,
+        ``slot[i]``; ``pnl_padded``: ``pnl0`` with a 0 after each underlying's columns
+        (``padded_slices[u]``: its columns and that 0).
         """
         model, every = self.model, self._every
         exposure = account._exposure  # read only: copied below
-        segments = model.segments
         sizes, offsets = every.sizes, every.offsets
         self.column_slices = every.column_slices
+        self.padded_slices = every.padded_slices
         n = len(self.rows)
-        self.pnl0 = np.concatenate([exposure.scenario[s] for s in segments]) if segments else np.zeros(0)
+        self.pnl0 = exposure.scenario[every.scenario_columns]
+        self.pnl_padded = np.zeros(len(self.pnl0) + len(sizes))
+        self.pnl_padded[every.padded_columns] = self.pnl0
         self.arrays = np.zeros((n, offsets[-1]))
         position = every.position[self.rows]
-        self.groups: list[tuple[int, np.ndarray, np.ndarray]] = []
-        for u in range(len(segments)):
-            idx = np.flatnonzero(self.underlying == u)
-            if not idx.size:
-                continue
-            block = np.asarray(model.blocks[u].arrays)[position[idx]]
+        self.groups: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []
+        self.group_of, self.slot = [0] * n, [0] * n
+        underlying = self.underlying.tolist()
+        members: dict[int, list[int]] = {}
+        for i, u in enumerate(underlying):
+            members.setdefault(u, []).append(i)
+        for u, ids in sorted(members.items()):
+            idx = np.array(ids, dtype=np.int64)
+            block = every.arrays[u][position[idx]]
             self.arrays[idx, offsets[u]:offsets[u + 1]] = block
             rows = np.zeros((sizes[u] + 1, idx.size))
             rows[:-1] = block.T
-            self.groups.append((u, idx, rows))
+            g = len(self.groups)
+            for slot, i in enumerate(ids):
+                self.group_of[i], self.slot[i] = g, slot
+            self.groups.append((u, idx, rows, block))
         self.short0 = np.asarray(exposure.short_notional, dtype=float).copy()
         #: Scenario term per underlying and MM before any cut (currency).
         self.initial_terms = self._scenario_terms(self.pnl0, self.short0)
@@ -218,10 +230,10 @@ class LiquidationBook:
         return self.mm_factor * math.fsum(self._scenario_terms(pnl, short))
 
     def _scenario_terms(self, pnl: np.ndarray, short: np.ndarray) -> list[float]:
-        terms = []
+        terms, som, short = [], self.som, short.tolist()
         for u, columns in enumerate(self.column_slices):
-            worst = float(pnl[columns].min()) if columns.stop > columns.start else 0.0
-            terms.append(max(-worst, 0.0, self.som * float(short[u])))
+            worst = float(_min(pnl[columns])) if columns.stop > columns.start else 0.0
+            terms.append(max(-worst, 0.0, som * short[u]))
         return terms
 
     def short_after(self, quantity: np.ndarray) -> np.ndarray:
@@ -233,7 +245,10 @@ class LiquidationBook:
 
     def maintenance(self, lots: np.ndarray) -> float:
         """MM (currency) after cutting ``lots`` lots of each candidate: exact, any profile."""
-        delta = self.delta_quantity(lots)
+        return self._maintenance(self.delta_quantity(lots))
+
+    def _maintenance(self, delta: np.ndarray) -> float:
+        """:meth:`maintenance` after the position changes ``delta`` (signed contracts per candidate)."""
         if self._scenario_only:
             pnl = self.pnl0 + delta @ self.arrays
             short = self.short_after(self.held + delta)
@@ -257,9 +272,16 @@ class LiquidationBook:
 
     def evaluate(self, lots: np.ndarray) -> tuple[float, float, float]:
         """(MM, equity after expected cost, ratio) after cutting ``lots`` (currency, fraction)."""
-        mm = self.maintenance(lots)
-        equity = self.equity - math.fsum(self.cost_vector(slice(None), self.contracts_vector(lots)).tolist())
-        return mm, equity, margin_ratio(mm, equity)
+        return self._evaluate(lots)[:3]  # type: ignore[return-value]
+
+    def _evaluate(self, lots: np.ndarray) -> tuple[float, float, float, np.ndarray, np.ndarray]:
+        """:meth:`evaluate`, and the signed position change and expected cost per candidate."""
+        contracts = self.contracts_vector(lots)
+        delta = self.sign * contracts
+        mm = self._maintenance(delta)
+        costs = self.cost_vector(slice(None), contracts)
+        equity = self.equity - math.fsum(costs.tolist())
+        return mm, equity, margin_ratio(mm, equity), delta, costs
 
 
 class _ModelRows:
@@ -284,6 +306,14 @@ class _ModelRows:
         for size in self.sizes:
             self.offsets.append(self.offsets[-1] + size)
         self.column_slices = [slice(a, b) for a, b in zip(self.offsets, self.offsets[1:])]
+        #: The scenario vector's columns in ``column_slices``' order; the same with a 0 after
+        #: each underlying's columns (``padded_columns``: where each one goes; ``padded_slices``).
+        self.scenario_columns = np.array([c for s in model.segments for c in range(s.start, s.stop)],
+                                         dtype=np.int64)
+        self.padded_columns = np.array([c + u for u, s in enumerate(self.column_slices)
+                                        for c in range(s.start, s.stop)], dtype=np.int64)
+        self.padded_slices = [slice(s.start + u, s.stop + u + 1) for u, s in enumerate(self.column_slices)]
+        self.arrays = [np.asarray(block.arrays) for block in model.blocks]
         self._half_spread: dict[CostParams, np.ndarray] = {}
 
     def half_spread(self, c: CostParams) -> np.ndarray:
@@ -376,13 +406,12 @@ def _plan_generic(book: LiquidationBook, target: float, linear: np.ndarray) -> t
 
 def _plan(book: LiquidationBook, lots: np.ndarray, target: float, *, full: bool) -> Plan:
     mm0, eq0, r0 = book.before()
-    mm1, eq1, r1 = book.evaluate(lots)
+    mm1, eq1, r1, delta, costs = book._evaluate(lots)
     cut = np.flatnonzero(lots)
     rows, option = book.rows[cut].tolist(), book.is_option[cut].tolist()
     order = sorted(range(len(rows)), key=lambda k: (option[k], rows[k]))  # linear first, then by row
-    delta = book.delta_quantity(lots)[cut]
-    # book.cost of each cut, vectorized (the same operations; every cut trades > 0 contracts)
-    costs, delta = book.cost_vector(cut, np.abs(delta)).tolist(), delta.tolist()
+    # book.cost of each cut, vectorized (the same operations on |delta|: every cut trades > 0 contracts)
+    costs, delta = costs[cut].tolist(), delta[cut].tolist()
     marks, counts, ids = book.mark[cut].tolist(), lots[cut].tolist(), book.model.table.ids
     cuts = tuple(Cut(row=rows[k], instrument=ids[rows[k]], quantity=delta[k], lots=counts[k],
                      expected_cost=costs[k], mark=marks[k]) for k in order)

@@ -11,10 +11,11 @@ what lot-by-lot greedy would take while the runner-up stays behind. A run stops
 one lot short of reaching the target; the next step then takes the cheapest
 single lot that reaches it, whichever candidate it belongs to.
 
-The prune pass gives lots back the same way, dearest first: every taken
-candidate's last lot is tried at once, and the dearest one that can go back
-(target still met) gives back as many lots as keep the target met and are at
-least as dear as the other candidates' last lots that could go back too.
+The prune pass (risk.liquidation_prune) gives lots back the same way, dearest
+first: every taken candidate's last lot is tried at once, and the dearest one
+that can go back (target still met) gives back as many lots as keep the target
+met and are at least as dear as the other candidates' last lots that could go
+back too.
 
 Incremental. At these sizes the search is bound by the number of NumPy calls
 (a microsecond or two each, whatever the size) and Python operations, not by
@@ -54,6 +55,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from risk.liquidation_groups import Group
+from risk.liquidation_prune import Pruning
 
 if TYPE_CHECKING:
     from risk.liquidation import LiquidationBook
@@ -62,15 +64,11 @@ if TYPE_CHECKING:
 RELIEF_EPSILON = 1e-9
 #: Lots of one candidate priced per step (a longer run goes on at the next step).
 MAX_CURVE = 64
-#: Groups up to this many candidates finish their relief and scores on Python floats
-#: (cheaper than four more NumPy calls at this size; the same IEEE operations).
-SMALL_GROUP = 64
 _INF = math.inf
-_max = np.maximum.reduce
 _min = np.minimum.reduce
 
 
-class Greedy:
+class Greedy(Pruning):
     """Search state: lots taken per candidate and the account's margin terms after them."""
 
     def __init__(self, book: LiquidationBook, target: float) -> None:
@@ -83,8 +81,12 @@ class Greedy:
         self._done_cost = [0.0] * n  # expected cost of them (currency)
         self._q = held  # signed contracts held after the cuts
         self._short_held = [-h if h < 0.0 else 0.0 for h in held]  # short contracts (options' minimum)
-        #: Scenario P&L per underlying (currency) and a trailing 0 (see the module docstring).
-        self.pnl = [np.append(book.pnl0[columns], 0.0) for columns in book.column_slices]
+        #: Scenario P&L per underlying (currency) and a trailing 0 (see the module docstring):
+        #: views of one copy; ``_head`` without the 0, ``_column`` as a column (for a group's refresh).
+        pnl = book.pnl_padded.copy()
+        self.pnl = [pnl[s] for s in book.padded_slices]
+        self._head = [p[:-1] for p in self.pnl]
+        self._column = [p[:, None] for p in self.pnl]
         self.short = book.short0.tolist()
         c = book.costs
         self.linear = book.unit * book.half_spread  # currency per contract
@@ -102,12 +104,8 @@ class Greedy:
         self._releases = book.has_options and bool(book.som)  # options' short minimum matters
         self._allowed = [True] * n
         self._allowed_mask = np.ones(n, dtype=bool)
-        self._groups = [Group(u, idx, rows) for u, idx, rows in book.groups]
-        self._group_of = [0] * n  # candidate -> its group and its slot there
-        self._slot = [0] * n
-        for g, group in enumerate(self._groups):
-            for slot, i in enumerate(group.ids):
-                self._group_of[i], self._slot[i] = g, slot
+        self._groups = [Group(u, idx, rows, block) for u, idx, rows, block in book.groups]
+        self._group_of, self._slot = list(book.group_of), list(book.slot)  # candidate -> group, slot there
         self._dirty: set[int] = set()
         self._moved = False
         self._pruning = False
@@ -131,18 +129,18 @@ class Greedy:
     def _move(self, i: int, lots: int, trial: np.ndarray | None = None, worst: float = 0.0) -> None:
         """Cut ``lots`` lots of candidate ``i`` in all (more or fewer than now), then
         cache what its next lot (pruning: its last lot) does. ``trial``: the scenario
-        P&L after the cut as :meth:`_curve` priced it (the same numbers), ``worst`` its minimum."""
+        P&L after the cut as :meth:`_run_of` priced it (the same numbers), ``worst`` its minimum."""
         contracts = min(lots * self._lot[i], self._abs[i])
         change = self._sign[i] * (contracts - self._done[i])
-        u, g, slot = self._u[i], self._group_of[i], self._slot[i]
+        g, slot = self._group_of[i], self._slot[i]
         group = self._groups[g]
-        column = group.rows[:, slot]
-        pnl = self.pnl[u]
-        if trial is None:
-            pnl += change * column
-            worst = float(_min(pnl[:-1])) if group.width else 0.0
+        u = group.u
+        if trial is None:  # the zero row would stay 0 (0 + -0 is 0): left out
+            pnl = self._head[u]
+            pnl += change * group.block[slot]
+            worst = float(_min(pnl)) if group.width else 0.0
         else:
-            pnl[:-1] = trial
+            self._head[u][:] = trial
         q = self._q[i] = self._q[i] + change
         if self._opt[i]:
             short = max(-q, 0.0)
@@ -170,7 +168,7 @@ class Greedy:
             moves[-1, slot] = -_INF
             return
         change = self._sign[i] * (other - contracts)
-        np.multiply(column, change, out=moves[:, slot])
+        np.multiply(group.rows[:, slot], change, out=moves[:, slot])
         moves[-1, slot] = 0.0
         if extras is not None:
             extras[slot] = ((-(q + change) if q + change < 0.0 else 0.0) - self._short_held[i]) * self._notional[i]
@@ -191,8 +189,8 @@ class Greedy:
         group = self._groups[self._group_of[i]]
         if not group.width:
             return np.zeros((len(contracts), 0)), [0.0] * len(contracts), change
-        trial = np.multiply.outer(change, group.rows[:-1, self._slot[i]])
-        trial += self.pnl[self._u[i]][:-1]
+        trial = np.multiply(np.array(change)[:, None], group.block[self._slot[i]])  # outer product
+        trial += self._head[group.u]
         return trial, _min(trial, axis=1).tolist(), change
 
     def _terms_at(self, i: int, contracts: list[float]) -> list[float]:
@@ -200,38 +198,64 @@ class Greedy:
         _, worst, change = self._trials(i, contracts)
         # max(-w, 0.0, s) as the builtin does it (the first of equals), without the call
         terms = [0.0 if 0.0 > -w else -w for w in worst]
-        if not self._short_binds(i, change, terms):
+        if not self._short_binds(i, change, min(terms)):
             return terms
         return [s if s > t else t for t, s in zip(terms, self._shorts(i, change))]
 
-    def _short_binds(self, i: int, change: list[float], scan: list[float]) -> bool:
-        """Whether the short-option minimum can exceed a scan term of ``scan`` (currency)
-        with ``i`` moved by ``change`` (monotone: a cut never flips a position, so the
-        minimum moves one way along ``change``, and its largest value is at an end)."""
+    def _short_binds(self, i: int, change: list[float], lowest: float) -> bool:
+        """Whether the short-option minimum can exceed a scan term (the smallest: ``lowest``,
+        currency) with ``i`` moved by ``change`` (monotone: a cut never flips a position, so
+        the minimum moves one way along ``change``, and its largest value is at an end)."""
         if not self.som:
             return False
         ends = self._shorts(i, [change[0], change[-1]])
-        return (ends[0] if ends[0] > ends[1] else ends[1]) > min(scan)
+        return (ends[0] if ends[0] > ends[1] else ends[1]) > lowest
 
-    def _curve(self, i: int) -> tuple[list[float], list[float], np.ndarray, list[float]]:
-        """Cumulative (relief, cost) of each further lot of ``i`` from the current state
-        (currency; at most ``MAX_CURVE`` lots: a longer run goes on at the next step),
-        and the trial P&L and worst per lot count (for :meth:`_move`)."""
+    def _run_of(self, i: int, runner: float, mm: float, equity: float) -> tuple[int, np.ndarray, list[float]]:
+        """(the run of ``i``'s lots to take: those, from the current state, that each
+        score at least ``runner`` and help, stopping one short of meeting the target
+        (at least 1; at most ``MAX_CURVE``: a longer run goes on at the next step);
+        the trial P&L and its worst per lot count, for :meth:`_move`). ``mm``, ``equity``:
+        now (currency). Each lot's relief and cost are those of the cumulative curve
+        (relief and cost of k lots from now), priced lot by lot until the run stops."""
         k0, lot, held = self._lots[i], self._lot[i], self._abs[i]
         contracts = [x if x < held else held for x in [(k0 + j) * lot for j in
                                                         range(1, min(self._max[i] - k0, MAX_CURVE) + 1)]]
         trial, worst, change = self._trials(i, contracts)
-        term, mmf = self.terms[self._u[i]], self.mm_factor
-        # term after = max(-w, 0.0, s) as the builtin takes it (the first of equals), written out
-        scan = [0.0 if 0.0 > -w else -w for w in worst]
-        if self._short_binds(i, change, scan):
-            relief = [mmf * (term - (s if s > t else t)) for t, s in zip(scan, self._shorts(i, change))]
-        else:
-            relief = [mmf * (term - t) for t in scan]
+        term, mmf, target = self.terms[self._u[i]], self.mm_factor, self.target
+        shorts = None
+        som = self.som
+        if som:  # can the short-option minimum exceed a scan term? (:meth:`_short_binds`, inline)
+            top, base = max(worst), self.short[self._u[i]]
+            if self._opt[i]:
+                q, short_held, notional = self._q[i], self._short_held[i], self._notional[i]
+                a, b = q + change[0], q + change[-1]
+                a = som * (base + ((-a if a < 0.0 else 0.0) - short_held) * notional)
+                b = som * (base + ((-b if b < 0.0 else 0.0) - short_held) * notional)
+            else:
+                a = b = som * base
+            if (a if a > b else b) > (0.0 if 0.0 > -top else -top):
+                shorts = self._shorts(i, change)
         lin, quad, floor, done_cost = self._linear[i], self._quadratic[i], self.floor, self._done_cost[i]
-        costs = [c * (lin + quad * c) for c in contracts]
-        costs = [(x if x > floor * c else floor * c) - done_cost for x, c in zip(costs, contracts)]
-        return relief, costs, trial, worst
+        taken, before_r, before_c = 0, 0.0, 0.0
+        for k, w in enumerate(worst):
+            # term after = max(-w, 0.0, s) as the builtin takes it (the first of equals), written out
+            t = 0.0 if 0.0 > -w else -w
+            if shorts is not None:
+                s = shorts[k]
+                t = s if s > t else t
+            r = mmf * (term - t)
+            c = contracts[k]
+            x = c * (lin + quad * c)
+            c = (x if x > floor * c else floor * c) - done_cost
+            step_r, step_c = r - before_r, c - before_c
+            if not (step_r > RELIEF_EPSILON and step_r >= runner * (step_c if step_c > 1e-12 else 1e-12)):
+                break
+            after = equity - c
+            if after > 0.0 and mm - r <= target * after:
+                break  # the lot that reaches the target: the next step takes the cheapest such
+            taken, before_r, before_c = taken + 1, r, c
+        return (taken if taken else 1), trial, worst
 
     # ----- every candidate -------------------------------------------------------------------
     def _arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -261,9 +285,10 @@ class Greedy:
             extra -= short_held
             extra *= b.option_notional
         moves = []
+        last = np.where(blocked, -np.inf, 0.0)
         for group in self._groups:
             move = group.rows * change[group.idx]
-            move[-1] = np.where(blocked[group.idx], -np.inf, 0.0)
+            move[-1] = last[group.idx]
             moves.append(move)
         return moves, extra, contracts
 
@@ -277,43 +302,16 @@ class Greedy:
         moves, extra, nxt = self._changes(lots + 1, done, quantity, short_held, blocked)
         cost = self._cost(nxt)
         cost -= done_cost
-        floor_cost = np.maximum(cost, 1e-12)
+        floor_cost = np.maximum(cost, 1e-12).tolist()
         target_cost = (self.target * cost).tolist()
         cost = cost.tolist()
         for g, group in enumerate(self._groups):
-            idx, ids = group.idx, group.ids
+            ids = group.ids
             group.move = moves[g]
-            group.extra = None if extra is None else extra[idx]
+            group.extra = None if extra is None else extra[group.idx]
             group.cost, group.target_cost = [cost[i] for i in ids], [target_cost[i] for i in ids]
-            group.floor_cost = floor_cost[idx].tolist()
+            group.floor_cost = [floor_cost[i] for i in ids]
             self._dirty.add(g)
-
-    def _group_relief(self, group: Group, move: np.ndarray, extra: np.ndarray | None) -> list[float]:
-        """MM relief (currency) of each of ``group``'s candidates moving by ``move`` alone:
-        mm_factor x min(term + min(worst, 0), term - som x short) (module docstring).
-        Small groups finish on Python floats (fewer NumPy calls; the same IEEE operations)."""
-        u, mmf, som = group.u, self.mm_factor, self.som
-        term = self.terms[u]
-        relief = _min(np.add(move, self.pnl[u][:, None], out=group.buffer), axis=0)  # min(worst, 0); -inf: blocked
-        if len(group.ids) <= SMALL_GROUP:
-            worst = relief.tolist()
-            if som:
-                short = self.short[u]
-                extras = extra.tolist() if extra is not None else None
-                # The short-option minimum caps no candidate when the largest term + worst is
-                # under the smallest cap (fl(t - som x (s + e)) falls as e grows: the cap at
-                # the largest e): the usual case, one comparison instead of two passes.
-                if max(worst) + term > term - som * (short + (max(extras) if extras else 0.0)):
-                    caps = [term - som * (short + e) for e in extras] if extras is not None else \
-                        [term - som * short] * len(worst)
-                    return [(a if a <= b else b) * mmf for a, b in zip([w + term for w in worst], caps)]
-            return [(w + term) * mmf for w in worst]
-        relief += term
-        if som:
-            short = self.short[u]
-            np.minimum(relief, term - som * (short + extra) if extra is not None else term - som * short, out=relief)
-        relief *= mmf
-        return relief.tolist()
 
     def _best(self) -> tuple[int, float]:
         """(the best-scoring candidate whose next lot helps, or -1; the runner-up's score,
@@ -392,8 +390,8 @@ class Greedy:
         steps = self._steps()
         # The hot loop: attribute lookups hoisted, refresh and the finishing pre-check inline.
         groups, dirty, lots, book_equity = self._groups, self._dirty, self._lots, self.book.equity
-        refresh, finishing, best_of, curve, move = (self._group_relief, self._finishing, self._best, self._curve,
-                                                    self._move)
+        finishing, best_of, run_of, move = self._finishing, self._best, self._run_of, self._move
+        columns, terms, shorts, mmf, som = self._column, self.terms, self.short, self.mm_factor, self.som
         while True:
             mm, equity = self.mm, book_equity - self.spent
             if mm <= 0.0 or (equity > 0.0 and mm / equity <= target):
@@ -403,94 +401,27 @@ class Greedy:
                 raise RuntimeError("liquidation planner: no progress (a step moved no lot)")
             for g in dirty:  # the underlying that moved: its candidates' next lots
                 group = groups[g]
-                relief = group.relief = refresh(group, group.move, group.extra)
+                u = group.u
+                relief = group.relief = group.relief_of(group.move, group.extra, columns[u], terms[u], shorts[u],
+                                                        mmf, som)
                 score = group.score = [r / f for r, f in zip(relief, group.floor_cost)]
                 best = group.best_score = max(score)
                 group.best, group.top_relief = score.index(best), max(relief)
             dirty.clear()
             reach = mm - target * equity
             # relief - target x cost <= relief: no lot can finish unless some relief reaches
-            if any(group.top_relief >= reach for group in groups):
-                pick = finishing(reach, equity)
-                if pick >= 0:  # one lot reaches the target: the cheapest such
-                    move(pick, lots[pick] + 1)
-                    continue
+            for group in groups:
+                if group.top_relief >= reach:
+                    pick = finishing(reach, equity)
+                    if pick >= 0:  # one lot reaches the target: the cheapest such
+                        move(pick, lots[pick] + 1)
+                    break
+            else:
+                pick = -1
+            if pick >= 0:
+                continue
             i, runner = best_of()
             if i < 0:
                 return False
-            relief, cost, trial, worst = curve(i)
-            taken, before_r, before_c = 0, 0.0, 0.0
-            for r, c in zip(relief, cost):
-                step_r, step_c = r - before_r, c - before_c
-                if not (step_r > RELIEF_EPSILON and step_r >= runner * (step_c if step_c > 1e-12 else 1e-12)):
-                    break
-                after = equity - c
-                if after > 0.0 and mm - r <= target * after:
-                    break  # the lot that reaches the target: the next step takes the cheapest such
-                taken, before_r, before_c = taken + 1, r, c
-            taken = taken if taken else 1
+            taken, trial, worst = run_of(i, runner, mm, equity)
             move(i, lots[i] + taken, trial[taken - 1], worst[taken - 1])
-
-    # ----- giving lots back ------------------------------------------------------------
-    def _back_all(self) -> None:
-        """Cache what giving back every candidate's last lot does; every group dirty."""
-        lots, done, done_cost, quantity, short_held = self._arrays()
-        moves, extra, fewer = self._changes(lots - 1, done, quantity, short_held, lots <= 0)
-        self._saved = (done_cost - self._cost(fewer)).tolist()
-        for g, group in enumerate(self._groups):
-            group.back_move = moves[g]
-            group.back_extra = None if extra is None else extra[group.idx]
-            self._dirty.add(g)
-
-    def prune(self) -> None:
-        """Give back every lot the plan can do without, dearest (by marginal cost) first."""
-        self._pruning = True
-        self._back_all()
-        target = self.target
-        steps = self._steps()
-        while True:
-            steps -= 1
-            if steps < 0:
-                raise RuntimeError("liquidation planner: no progress (a prune step gave back no lot)")
-            for g in self._dirty:
-                group = self._groups[g]
-                group.back_relief = self._group_relief(group, group.back_move, group.back_extra)
-            self._dirty.clear()
-            base = self.book.equity - self.spent
-            best, best_saved, runner = -1, -_INF, -_INF
-            for i in [i for i, k in enumerate(self._lots) if k]:  # can i's last lot go back? dearest first
-                saved = self._saved[i]
-                mm = self.mm - self._groups[self._group_of[i]].back_relief[self._slot[i]]
-                equity = base + saved
-                if not (mm <= 0.0 or (equity > 0.0 and mm / equity <= target)):
-                    continue
-                if saved > best_saved:
-                    best, best_saved, runner = i, saved, best_saved
-                elif saved > runner:
-                    runner = saved
-            if best < 0:
-                return
-            self._move(best, self._lots[best] - self._give_back(best, runner))
-
-    def _give_back(self, i: int, runner: float) -> int:
-        """Lots of ``i`` to give back (>= 1, the first is known to keep the target met):
-        while the target stays met and each is at least as dear as ``runner``."""
-        k0 = self._lots[i]
-        if k0 <= 1:
-            return 1
-        lot, held = self._lot[i], self._abs[i]
-        contracts = [x if x < held else held for x in [k * lot for k in range(k0 - 1, -1, -1)]]
-        others = self.mm - self.mm_factor * self.terms[self._u[i]]
-        equity = self.book.equity - self.spent + self._done_cost[i]
-        target, mmf = self.target, self.mm_factor
-        lin, quad, floor = self._linear[i], self._quadratic[i], self.floor
-        given, previous = 0, self._done_cost[i]
-        for c, term in zip(contracts, self._terms_at(i, contracts)):
-            cost = c * (lin + quad * c)
-            if not cost > floor * c:
-                cost = floor * c
-            mm, eq = others + mmf * term, equity - cost
-            if not (mm <= 0.0 or (eq > 0.0 and mm / eq <= target)) or previous - cost < runner:
-                break
-            given, previous = given + 1, cost
-        return max(given, 1)
