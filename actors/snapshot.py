@@ -341,6 +341,12 @@ class Snapshotter:
         return snapshot
 
     def _write_in_child(self) -> bytes:
+        try:  # what ps and the benches' memory tables show for this short-lived child
+            import setproctitle
+
+            setproctitle.setproctitle(f"riskd snapshot writer ({self.path.name})")
+        except Exception:  # the title is cosmetic
+            pass
         snapshot = self._capture()
         write_atomic(self.path, encode_snapshot(snapshot), tmp_suffix=f".{os.getpid()}")
         return _SEQ.pack(snapshot.applied_seq)
