@@ -21,6 +21,7 @@ import heapq
 import logging
 import os
 import struct
+import sys
 import threading
 import time
 import zlib
@@ -341,12 +342,15 @@ class Snapshotter:
         return snapshot
 
     def _write_in_child(self) -> bytes:
-        try:  # what ps and the benches' memory tables show for this short-lived child
-            import setproctitle
-
-            setproctitle.setproctitle(f"riskd snapshot writer ({self.path.name})")
-        except Exception:  # the title is cosmetic
-            pass
+        # What ps and the benches' memory tables show for this short-lived child: in a
+        # Ray worker it would otherwise carry the actor's title. Ray's own setproctitle,
+        # if Ray is loaded (never imported here).
+        raylet = sys.modules.get("ray._raylet")
+        if raylet is not None and hasattr(raylet, "setproctitle"):
+            try:
+                raylet.setproctitle(f"riskd snapshot writer ({self.path.name})")
+            except Exception:  # the title is cosmetic
+                pass
         snapshot = self._capture()
         write_atomic(self.path, encode_snapshot(snapshot), tmp_suffix=f".{os.getpid()}")
         return _SEQ.pack(snapshot.applied_seq)
