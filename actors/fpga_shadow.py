@@ -179,6 +179,8 @@ class FpgaPath:
 
     def check(self, checker: "PreTradeChecker", request: CheckRequest, received_ns: int = 0) -> Decision:
         """Decide ``request`` on this path (the endpoint's one call when an FpgaPath is set)."""
+        if self._thread is None and self.backend is None:  # no overlay: the software hook alone
+            return checker.check(request, received_ns)
         if self.path == "fpga":
             return self._decide(self, checker, request, received_ns)
         record = self.before_check(checker.shard.accounts.get(request.account), request, checker.kill_switches)

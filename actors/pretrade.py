@@ -58,7 +58,7 @@ import msgspec
 from actors.kill_switch import KillSwitches
 from actors.messages import AccountRisk, HeldEvent, OrderMsg
 from actors.position_shard import PositionShard
-from actors.pretrade_config import PretradeSettings
+from actors.pretrade_config import PretradeLimits, PretradeSettings
 from actors.pretrade_limits import RateWindow, check_static
 from actors.pretrade_messages import CheckRequest, Decision, ReasonCode
 from risk.account import Account, OpenOrder, WhatIf
@@ -72,6 +72,8 @@ NAN = math.nan
 _NOT_A_HANDOVER = frozenset({"pending_cancel", "pending_replace"})
 #: Tier -> its name in a decision ("reduce_only"); Enum.name is a property lookup per call.
 _TIER_NAMES = {tier: tier.name.lower() for tier in Tier}
+_REDUCE_ONLY = int(Tier.REDUCE_ONLY)
+_ACCEPTED = ReasonCode.ACCEPTED
 
 
 class PendingReservation(msgspec.Struct):
@@ -127,11 +129,7 @@ class PreTradeChecker:
     # ----- the check -----------------------------------------------------------
     def check(self, request: CheckRequest, received_ns: int = 0) -> Decision:
         """Decide one order. ``received_ns``: monotonic ns when its bytes arrived (0 = now)."""
-        received_ns = received_ns or time.monotonic_ns()
-        decision = self._decide(request, received_ns)
-        counters = self.what_if_counters if request.what_if else self.counters
-        counters[decision.reason] = counters.get(decision.reason, 0) + 1
-        return decision
+        return self._decide(request, received_ns or time.monotonic_ns())
 
     def reject(self, order_id: str, reason: str, message: str, received_ns: int = 0, tier: str = "") -> Decision:
         """A rejection built outside the checks (an undecodable request, an unexpected
@@ -142,37 +140,75 @@ class PreTradeChecker:
         return decision
 
     def _decide(self, request: CheckRequest, received_ns: int) -> Decision:
+        """:meth:`check`, counted per reason code."""
+        # One frame for the common path (the checks' methods below raise the rejections,
+        # and run whole when a fast test cannot decide): on the shard's thread, every
+        # call and object a check touches costs again after each idle wake-up.
         figures: list[float] = [NAN, NAN, NAN, NAN, NAN]  # im_before, im_after, marginal, equity, limit
         label, tier_name = "", ""
         replaced: OpenOrder | None = None
         account: Account | None = None
         try:
-            account, row = self._sanity(request)
-            tier_name = _TIER_NAMES[account.tier]
+            order_id, side, size, price = request.order_id, request.side, request.quantity, request.limit_price
+            account = self.shard.accounts.get(request.account)
+            row = account.model.table.index.get(request.instrument) if account is not None else None
+            if (row is None or not order_id or (side != 1 and side != -1) or not 0.0 < size < math.inf
+                    or not 0.0 < price < math.inf or (order_id in account.orders  # type: ignore[union-attr]
+                                                      and request.replaces != order_id)):
+                account = None
+                account, row = self._sanity(request)  # raises the first failure, in the order of the checks
+            tier = account.tier
+            tier_name = _TIER_NAMES[tier]
             model = account.model
             u = model.block_list[row]
-            quantity = request.side * request.quantity
-            self._kill_switches(request, model.table.underlying_ids[u])
+            quantity = side * size
+            switches = self.kill_switches
+            if (type(switches) is not KillSwitches or switches.global_switch is not None or switches.accounts
+                    or switches.underlyings):
+                self._kill_switches(request, model.table.underlying_ids[u])
             if request.replaces:
                 # Judge the replacement without the order it replaces (never both live).
                 replaced = account.orders.get(request.replaces)
                 if replaced is not None:
                     account.release(request.replaces)
             now = self._clock()
-            what_if = self._tier(request, account, row, quantity, figures)
-            failure = check_static(self.settings.limits_for(account.id), account, row, quantity,
-                                   request.limit_price, self._rates.get(account.id), now)
+            # Tiers below reduce-only pass (the checks of _tier need a what-if only there).
+            what_if = self._tier(request, account, row, quantity, figures) if tier >= _REDUCE_ONLY else None
+            settings = self.settings
+            limits = settings.accounts.get(account.id, settings.limits) if settings.accounts else settings.limits
+            failure = check_static(limits, account, row, quantity, price, self._rates.get(account.id), now)
             if failure is not None:
                 raise _Reject(*failure)
-            self._stale(model.table.underlying_ids[u])
+            bound = settings.stale_after_s
+            if bound:
+                underlying = model.table.underlying_ids[u]
+                age = self._market_age(underlying) if self._market_age is not None else None
+                if age is None or not age <= bound:  # NaN is stale too
+                    self._stale_reject(underlying, age, bound)
             if what_if is None:
-                what_if = self._what_if(account, row, quantity, figures)
-            label = self._label(account, u, what_if)
-            self._margin(account, what_if, label, figures)
+                what_if = account.what_if(row, quantity)
+                figures[0] = before = what_if.initial_margin_before
+                figures[1] = after = what_if.initial_margin_after
+                figures[2] = what_if.marginal_im
+                if not (math.isfinite(before) and math.isfinite(after)):
+                    raise RiskModelError(f"initial margin is not finite ({before} -> {after})")
+            after = what_if.initial_margin_after
+            binding = what_if.binding_scenario
+            if binding >= 0 and after > 0.0:
+                label = model.blocks[u].scenarios.labels[binding]
+            equity = account.equity()[0]
+            limit = equity * account.profile.max_utilization
+            figures[3], figures[4] = equity, limit
+            if not (math.isfinite(equity) and math.isfinite(after)):
+                raise RiskModelError(f"equity {equity} / initial margin after {after}")
+            if what_if.marginal_im > settings.im_tolerance and after > limit:
+                self._margin(account, what_if, label, figures)  # raises the margin rejection
             if not request.what_if:  # a what-if leaves no trace (the replaced order is restored below)
-                self._accept(request, account, row, quantity, now, replaced)
+                self._accept(request, account, row, quantity, now, replaced, limits)
                 replaced = None
-            return Decision(request.order_id, True, ReasonCode.ACCEPTED, "", *figures, label, tier_name,
+            counters = self.what_if_counters if request.what_if else self.counters
+            counters[_ACCEPTED] = counters.get(_ACCEPTED, 0) + 1
+            return Decision(order_id, True, _ACCEPTED, "", *figures, label, tier_name,
                             received_ns, time.monotonic_ns())
         except _Reject as rejection:
             reason, message = rejection.reason, rejection.message
@@ -181,6 +217,8 @@ class PreTradeChecker:
         finally:
             if replaced is not None and account is not None:
                 self._restore(account, replaced)
+        counters = self.what_if_counters if request.what_if else self.counters
+        counters[reason] = counters.get(reason, 0) + 1
         return Decision(request.order_id, False, reason, message, *figures, label, tier_name,
                         received_ns, time.monotonic_ns())
 
@@ -253,6 +291,11 @@ class PreTradeChecker:
         if not bound:
             return
         age = self._market_age(underlying) if self._market_age is not None else None
+        self._stale_reject(underlying, age, bound)
+
+    @staticmethod
+    def _stale_reject(underlying: str, age: float | None, bound: float) -> None:
+        """Raise the stale_market rejection if ``age`` (s; None = unknown) is past ``bound``."""
         if age is None:
             raise _Reject(ReasonCode.STALE_MARKET, f"stale_market: {underlying} price/vol age is unknown"
                                                    f" (limit {bound:g} s)")
@@ -291,7 +334,7 @@ class PreTradeChecker:
 
     # ----- reservations ----------------------------------------------------------
     def _accept(self, request: CheckRequest, account: Account, row: int, quantity: float, now: float,
-                replaced: OpenOrder | None) -> None:
+                replaced: OpenOrder | None, limits: PretradeLimits | None = None) -> None:
         try:
             account.reserve(request.order_id, row, quantity, request.limit_price)
         except RiskModelError:
@@ -306,8 +349,13 @@ class PreTradeChecker:
                                                             previous)
         if ttl > 0.0:
             heapq.heappush(self._expiries, (expiry, request.order_id))
-        if self.settings.limits_for(account.id).max_orders_per_s:
-            self._rates.setdefault(account.id, RateWindow()).record(now)
+        if limits is None:
+            limits = self.settings.limits_for(account.id)
+        if limits.max_orders_per_s:
+            rate = self._rates.get(account.id)
+            if rate is None:
+                rate = self._rates[account.id] = RateWindow()
+            rate.times.append(now)
 
     def _restore(self, account: Account, order: OpenOrder) -> None:
         account.reserve(order.order_id, order.row, order.quantity, order.limit_price)

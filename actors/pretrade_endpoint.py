@@ -20,7 +20,7 @@ import msgspec
 import zmq
 
 from actors.pretrade import PreTradeChecker
-from actors.pretrade_messages import CheckRequest, ReasonCode, decode, encode
+from actors.pretrade_messages import DECODE, ENCODE, CheckRequest, ReasonCode
 
 log = logging.getLogger("riskd.pretrade")
 
@@ -32,6 +32,17 @@ _REASON_STAGES = {code: REASON_STAGE_PREFIX + code for code in (*ReasonCode.ALL,
 _SNDMORE = int(zmq.SNDMORE)
 #: Reservations released per sweep call at most.
 SWEEP_BATCH = 32
+
+
+def _raw_send(socket: Any) -> Callable[..., Any]:
+    """``socket.send``, for a pyzmq socket its Cython base's: the same send (bytes, int
+    flags, copied) without pyzmq's Python-level wrapper, a frame per send."""
+    sugar = getattr(zmq.sugar.socket, "Socket", None) if hasattr(zmq, "sugar") else None
+    if sugar is not None and isinstance(socket, sugar) and type(socket).send is sugar.send:
+        base = super(sugar, socket).send
+        if getattr(base, "__self__", None) is socket:
+            return base
+    return socket.send
 
 
 class PretradeEndpoint:
@@ -47,8 +58,9 @@ class PretradeEndpoint:
                  clock_ns: Callable[[], int] = time.monotonic_ns, sweep_interval_s: float = 0.1,
                  fpga: Any = None) -> None:
         self.checker = checker
+        self._check = checker._decide  # = checker.check with received_ns given
         self.socket = socket
-        self._send = socket.send
+        self._send = _raw_send(socket)
         self._record = recorder.record  # type: ignore[attr-defined]
         self._mark_changed = mark_changed
         self._timeout_ns = int(timeout_us * 1000)
@@ -57,15 +69,26 @@ class PretradeEndpoint:
         self._next_sweep = 0
         self.requests = 0
         self.late = 0
-        #: The FPGA path beside the software hook (actors.fpga_shadow.FpgaPath), if any.
-        self.fpga: Any = fpga
+        self.fpga = fpga
+
+    @property
+    def fpga(self) -> Any:
+        """The FPGA path beside the software hook (actors.fpga_shadow.FpgaPath), if any."""
+        return self._fpga
+
+    @fpga.setter
+    def fpga(self, fpga: Any) -> None:
+        self._fpga = fpga
+        # Without an overlay (path "software") FpgaPath.check only calls the checker:
+        # the endpoint calls it directly.
+        self._fpga_check = None if fpga is None or getattr(fpga, "path", None) == "software" else fpga.check
 
     def on_request(self, frames: list[bytes]) -> None:
         received = self._clock_ns()
         self.requests += 1
         identity, payload = frames[0], frames[-1]
         try:
-            request = decode(payload)
+            request = DECODE(payload)
             if not isinstance(request, CheckRequest):
                 raise ValueError(f"expected a check request, found {type(request).__name__}")
         except (ValueError, msgspec.DecodeError) as exc:
@@ -78,9 +101,9 @@ class PretradeEndpoint:
                                                f"timeout ({(received - request.sent_ns) / 1000:.0f} us > "
                                                f"{budget_ns / 1000:.0f} us): not checked", received)
             else:
-                fpga = self.fpga  # the overlay decides or shadows (actors.fpga_shadow.FpgaPath.check)
-                decision = (self.checker.check(request, received) if fpga is None
-                            else fpga.check(self.checker, request, received))
+                fpga_check = self._fpga_check  # the overlay decides or shadows (actors.fpga_shadow.FpgaPath.check)
+                decision = (self._check(request, received or time.monotonic_ns()) if fpga_check is None
+                            else fpga_check(self.checker, request, received))
                 if decision.accepted and not request.what_if:
                     self._mark_changed(request.account)
         decision.decided_ns = self._clock_ns()
@@ -89,7 +112,7 @@ class PretradeEndpoint:
         send = self._send
         send(identity, _SNDMORE)
         send(b"", _SNDMORE)
-        send(encode(decision))
+        send(ENCODE(decision))
         done = self._clock_ns()
         self._record("pretrade", received, done)
         # Per reason code too (/metrics: riskd_pretrade_latency_us{reason}): a margin

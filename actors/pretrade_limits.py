@@ -116,11 +116,13 @@ def check_static(limits: PretradeLimits, account: Account, row: int, quantity: f
     if limits.max_position_instrument or limits.max_position_underlying:
         position = account.positions.get(row)
         held = position.quantity if position is not None else 0.0
-        buys, sells = account.open_sides(row)
+        entry = account.open_by_row.get(row)  # = account.open_sides(row)
+        buys, sells = (entry[0], entry[1]) if entry is not None else (0.0, 0.0)
         new_buys, new_sells = buys + max(quantity, 0.0), sells + min(quantity, 0.0)
         if limits.max_position_instrument:
-            before = _worst_abs(held, buys, sells)
-            after = _worst_abs(held, new_buys, new_sells)
+            # = _worst_abs(held, buys, sells) and of the new sums, inline (a call per check).
+            before = max(abs(held + buys), abs(held + sells))
+            after = max(abs(held + new_buys), abs(held + new_sells))
             if after > limits.max_position_instrument and after > before:
                 open_same = buys if quantity > 0 else sells
                 return ReasonCode.MAX_POSITION_INSTRUMENT, (
@@ -140,7 +142,10 @@ def check_static(limits: PretradeLimits, account: Account, row: int, quantity: f
                     f" contracts (now {before:g} with open orders, this order {quantity:+g}) > limit"
                     f" {limits.max_position_underlying:g} (by {after - limits.max_position_underlying:g})")
     if limits.max_orders_per_s and rate is not None:
-        count = rate.count(now)
+        times = rate.times  # = rate.count(now), inline (a call per check)
+        while times and times[0] <= now - 1.0:
+            times.popleft()
+        count = len(times)
         if count >= limits.max_orders_per_s:
             return ReasonCode.RATE_THROTTLE, (
                 f"rate_throttle: {count + 1} orders in 1 s > limit {limits.max_orders_per_s} per s (by 1)")

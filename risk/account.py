@@ -7,6 +7,12 @@ another. A fill, an order and a what-if are O(S_u); a what-if equals reserving
 the order and recomputing from scratch (tests check this against a brute force
 over all subsets).
 
+The pre-trade hook asks ``what_if`` then ``reserve`` of the same order: the what-if
+keeps its arrays (``_trial``) and the reservation reuses them, the same operations on
+the same operands, so the figures are bit-identical to computing them afresh (tests/
+test_account_fastpath.py checks them against the previous implementation). VaR
+profiles' what-if is in risk.account_whatif, the reports in risk.account_report.
+
 Money is in the account currency; quantities are signed contracts (buy > 0).
 Equity = cash + sum of quantity x (mark - average price) x multiplier: ``cash``
 is collateral plus realized P&L, with the traded cost of open positions carried
@@ -21,11 +27,16 @@ from typing import Iterator
 import msgspec
 import numpy as np
 
+from risk.account_report import margin_report, summary_of, top_driver_of
+from risk.account_whatif import ExactSum, VarTrial, model_lists, var_what_if
+from risk.errors import RiskModelError
 from risk.exposure import (QUANTITY_EPSILON, Exposure, MethodMargins, Reservation, initial_margin, method_margins,
                            order_var, scan_risk, scenario_term)
 from risk.model import RiskModel
 from risk.params import MarginProfile
-from risk.tiers import Tier, margin_ratio
+from risk.tiers import Tier
+
+_NAN = math.nan
 
 
 class Position(msgspec.Struct):
@@ -150,10 +161,14 @@ class Account:
         #: Cache of the VaR profiles' what-if inputs (see initial_margin_with_orders).
         self._im_with_orders: float | None = None
         self._im_held: float | None = None
-        #: (model, row, quantity, IM with orders after it) of the last VaR what-if.
-        self._trial_im: tuple[RiskModel, int, float, float] | None = None
-        #: The open orders' stand-alone VaRs (currency), as of the last order change.
-        self._order_vars: list[float] = []
+        #: (model, row, quantity, quantity x its worst-case scenario row, VarTrial or None)
+        #: of the last what-if: reserving that very order reuses them (_refresh_terms clears it).
+        self._trial: tuple[RiskModel, int, float, np.ndarray, VarTrial | None] | None = None
+        #: The open orders' stand-alone VaRs (currency), summed exactly.
+        self._var_sum = ExactSum()
+        #: (model, unrealized P&L) as of the last fill: equity changes only with a fill,
+        #: cash or the model, and a check asks for it every time.
+        self._upl: tuple[RiskModel, float] | None = None
         self._bind_views(model)
 
     # ----- state changes -------------------------------------------------
@@ -185,6 +200,7 @@ class Account:
             elif (q1 > 0) != (q0 > 0):
                 pos.average_price = price
         pos.quantity = q1
+        self._upl = None
         self._cost += q1 * pos.average_price * mult
         if q1 == 0.0:
             del self.positions[row]
@@ -194,11 +210,14 @@ class Account:
             self._reserve.add(self.model, row, filled, sign=-1.0)
             self._open_add(row, order.quantity > 0, -filled)
             remaining = order.quantity - filled
+            self._var_sum.add(order.var, -1)
             if abs(remaining) < QUANTITY_EPSILON:
                 del self.orders[order.order_id]
             else:
-                self.orders[order.order_id] = OpenOrder(order.order_id, row, remaining, order.limit_price,
-                                                        order.var * remaining / order.quantity)
+                left = OpenOrder(order.order_id, row, remaining, order.limit_price,
+                                 order.var * remaining / order.quantity)
+                self.orders[order.order_id] = left
+                self._var_sum.add(left.var)
             self._refresh_var()
         self._refresh_terms(self.model.block_list[row])
 
@@ -206,15 +225,57 @@ class Account:
         """Reserve margin for an accepted order (worst case); replaces an existing id."""
         if order_id in self.orders:
             self.release(order_id)
-        trial = self._trial_im
-        var = order_var(self.model, row, quantity) if self._uses_var else 0.0
+        model = self.model
+        trial = self._trial
+        if trial is None or trial[0] is not model or trial[1] != row or trial[2] != quantity:
+            self._reserve.add(model, row, quantity)
+            var = order_var(model, row, quantity) if self._uses_var else 0.0
+            self.orders[order_id] = OpenOrder(order_id, row, quantity, limit_price, var)
+            self._open_add(row, quantity > 0, quantity)
+            self._var_sum.add(var)
+            self._refresh_var()
+            self._refresh_terms(model.block_list[row], held=False)
+            return
+        # The what-if of this very order ran on the current state: reuse its arrays.
+        # The same operations as Reservation.add and _refresh_terms, on the same operands.
+        u = model.block_list[row]
+        reserve, var_trial = self._reserve, trial[4]
+        self._reserve_views[u] += trial[3]
+        if quantity < 0:
+            reserve.short_notional[u] += -quantity * self._lists.option_notional[row]
+        var = 0.0
+        if var_trial is not None:
+            var = var_trial.var
+            if var_trial.history_loss is not None:
+                reserve.historical -= var_trial.history_loss  # = + quantity x the worst-case row
         self.orders[order_id] = OpenOrder(order_id, row, quantity, limit_price, var)
-        self._reserve.add(self.model, row, quantity)
-        self._open_add(row, quantity > 0, quantity)
-        self._refresh_var()
-        self._refresh_terms(self.model.block_list[row], held=False)
-        if trial is not None and trial[0] is self.model and trial[1] == row and trial[2] == quantity:
-            self._im_with_orders = trial[3]
+        entry = self.open_by_row.get(row)  # = self._open_add(row, quantity > 0, quantity), inline
+        if entry is None:
+            entry = self.open_by_row[row] = [0.0, 0.0]
+        side = 0 if quantity > 0 else 1
+        value = entry[side] + quantity
+        entry[side] = 0.0 if abs(value) < QUANTITY_EPSILON else value
+        if entry[0] == 0.0 and entry[1] == 0.0:
+            del self.open_by_row[row]
+        if self._uses_var:
+            self._var_sum.add(var)
+            reserve.var = var_trial.orders_var  # type: ignore[union-attr]  # the same orders' VaRs, summed
+        self._trial = None
+        self._short_all[u] = short = self._exposure.short_list[u] + reserve.short_notional[u]
+        if var_trial is not None and var_trial.pnl is not None:
+            # The what-if summed exposure + (reservation + order): the new combined view.
+            self._combined_views[u][...] = var_trial.pnl
+            scan = var_trial.scan
+        else:  # = self._refresh_all(u, short), inline
+            combined = self._combined_views[u]
+            np.add(self._exposure_views[u], self._reserve_views[u], combined)
+            worst = combined.item(combined.argmin()) if combined.size else 0.0  # = min (_scan_value)
+            if worst != worst:
+                self._terms_all[u] = _NAN
+                scan_risk(combined)  # raises
+            scan = -worst if worst < 0.0 else 0.0
+        self._terms_all[u] = max(scan, self.profile.short_option_minimum * short)
+        self._im_with_orders = var_trial.after if var_trial is not None else None
 
     def release(self, order_id: str) -> bool:
         """Drop an order's reservation (cancelled, rejected, expired). False if unknown."""
@@ -223,6 +284,7 @@ class Account:
             return False
         self._reserve.add(self.model, order.row, order.quantity, sign=-1.0)
         self._open_add(order.row, order.quantity > 0, -order.quantity)
+        self._var_sum.add(order.var, -1)
         self._refresh_var()
         self._refresh_terms(self.model.block_list[order.row], held=False)
         return True
@@ -235,16 +297,18 @@ class Account:
     def rebind(self, model: RiskModel) -> None:
         """Switch to new risk arrays (after a revaluation) and rebuild every sum: O((n + orders) S)."""
         self.model = model
-        self._bind_views(model)
         self._exposure.rebuild(model)
         mult = model.table.multiplier
         self._cost = math.fsum(p.quantity * p.average_price * float(mult[r]) for r, p in self.positions.items())
         self._reserve = Reservation(model, track_history=self._uses_history)
+        self._bind_views(model)  # after both: the views are of their new arrays
+        self._var_sum.clear()
         for oid, order in list(self.orders.items()):
             self._reserve.add(model, order.row, order.quantity)
             if self._uses_var:
-                self.orders[oid] = OpenOrder(oid, order.row, order.quantity, order.limit_price,
-                                             order_var(self.model, order.row, order.quantity))
+                order = self.orders[oid] = OpenOrder(oid, order.row, order.quantity, order.limit_price,
+                                                     order_var(self.model, order.row, order.quantity))
+            self._var_sum.add(order.var)
         self._refresh_var()
         for u in range(model.n_underlyings):
             self._refresh_terms(u)
@@ -252,7 +316,12 @@ class Account:
     # ----- margin ---------------------------------------------------------
     def equity(self) -> tuple[float, float]:
         """(equity, unrealized P&L) at the model's marks, currency."""
-        upl = float(self._exposure.quantity @ self.model.unit_value) - self._cost
+        cached = self._upl
+        if cached is not None and cached[0] is self.model:
+            upl = cached[1]
+        else:
+            upl = float(self._exposure.quantity @ self.model.unit_value) - self._cost
+            self._upl = (self.model, upl)
         return float(self.cash + upl), upl
 
     def summary(self) -> MarginSummary:
@@ -261,37 +330,7 @@ class Account:
         Equal to the same fields of :meth:`margin`, at a fraction of its cost (no
         per-position driver breakdown, no per-method detail).
         """
-        im = self.initial_margin()
-        mm = self.profile.mm_factor * im
-        equity, _ = self.equity()
-        model, exposure = self.model, self._exposure
-        if self._scenario_only and self._terms_held:
-            # The per-underlying requirements are cached per fill: only the binding one
-            # needs its scenario looked up.
-            terms = self._terms_held
-            u = max(range(len(terms)), key=terms.__getitem__)
-            segment = exposure.scenario[model.segments[u]]
-            scan = scan_risk(segment)
-            som = float(self.profile.short_option_minimum * exposure.short_notional[u])
-            label = ("" if terms[u] <= 0.0 else "short-option minimum" if som > scan else
-                     model.blocks[u].scenarios.labels[int(segment.argmin())])
-            return MarginSummary(equity, im, mm, float(self.initial_margin_with_orders()), margin_ratio(mm, equity),
-                                 model.blocks[u].underlying, label)
-        best_u, best_req, label = -1, 0.0, ""
-        for u, seg in enumerate(model.segments):
-            segment = exposure.scenario[seg]
-            scan = scan_risk(segment)
-            som = float(self.profile.short_option_minimum * exposure.short_notional[u])
-            requirement = scan if scan > som else som
-            if best_u < 0 or requirement > best_req:
-                best_u, best_req = u, requirement
-                label = ("short-option minimum" if som > scan else
-                         model.blocks[u].scenarios.labels[int(segment.argmin())] if scan > 0.0 else "")
-        binding = model.blocks[best_u].underlying if best_u >= 0 else ""
-        if best_req <= 0.0:
-            label = ""
-        return MarginSummary(equity, im, mm, float(self.initial_margin_with_orders()), margin_ratio(mm, equity),
-                             binding, label)
+        return summary_of(self)
 
     def initial_margin(self) -> float:
         """IM of the positions alone, currency."""
@@ -325,106 +364,44 @@ class Account:
         model = self.model
         u = model.block_list[row]
         parts = model.scenario_rows_loss_if_bought if quantity > 0 else model.scenario_rows_loss_if_sold
-        loss_part = quantity * parts[row]  # = min(0, quantity x risk array)
-        loss_part += self._combined_views[u]
+        x = quantity * parts[row]  # = min(0, quantity x risk array); reserve() reuses it
+        loss_part = x + self._combined_views[u]
         worst = int(loss_part.argmin())
         if self._scenario_only:
             terms = self._terms_all
             before = math.fsum(terms)
             short = self._short_all[u]
             if quantity < 0:
-                short += -quantity * model.option_notional[row]
-            loss = -float(loss_part[worst])
+                short += -quantity * self._lists.option_notional[row]
+            loss = -loss_part.item(worst)
             if loss != loss:
                 scan_risk(loss_part)  # raises: NaN never passes as "no risk"
-            term = max(loss if loss > 0.0 else 0.0, self.profile.short_option_minimum * float(short))
+            term = max(loss if loss > 0.0 else 0.0, self.profile.short_option_minimum * short)
             after = before - terms[u] + term
+            self._trial = (model, row, quantity, x, None)
         else:
-            before = self.initial_margin_with_orders()
-            trial = self._reserve.copy()
-            trial.add(model, row, quantity)
-            if self._uses_var:
-                # fsum is correctly rounded whatever the order: exactly the reservation's
-                # var once reserve() has added this order (_refresh_var).
-                order_vars = self._order_vars
-                order_vars.append(order_var(self.model, row, quantity))
-                trial.var = math.fsum(order_vars)
-                order_vars.pop()
-            after = initial_margin(method_margins(model, self._exposure, self.profile, trial))
-            # reserve() of this very order makes the IM with orders exactly ``after``
-            # (the same arrays, built by the same operations): kept for it, so a VaR
-            # profile's accepted order costs one method_margins, not two.
-            self._trial_im = (model, row, quantity, after)
+            before = self._im_with_orders  # = self.initial_margin_with_orders() when cached
+            if before is None or not self.orders:
+                before = self.initial_margin_with_orders()
+            # Exactly initial_margin(method_margins(...)) of the reservation plus this
+            # order (risk.account_whatif), and what reserve() of this very order sums.
+            var_trial = var_what_if(self, u, row, quantity, x)
+            after = var_trial.after
+            self._trial = (model, row, quantity, x, var_trial)
             if "scenario" not in self.profile.methods:
                 worst = -1
         return WhatIf(before, after, after - before, worst)
 
     def margin(self, top: int = 5) -> AccountMargin:
         """Full margin report: IM, MM, ratio, per-underlying scan, binding scenario, drivers."""
-        model, exposure = self.model, self._exposure
-        methods = method_margins(model, exposure, self.profile)
-        im = float(initial_margin(methods))
-        mm = self.profile.mm_factor * im
-        equity, upl = self.equity()
-        per_underlying = []
-        for u, (block, seg) in enumerate(zip(model.blocks, model.segments)):
-            segment = exposure.scenario[seg]
-            som = float(self.profile.short_option_minimum * exposure.short_notional[u])
-            scan = scan_risk(segment)
-            label = block.scenarios.labels[int(segment.argmin())] if scan > 0.0 else ""
-            if som > scan:
-                label = "short-option minimum"
-            per_underlying.append(UnderlyingMargin(block.underlying, scan, som, max(scan, som), label))
-        binding_u = int(np.argmax([m.requirement for m in per_underlying])) if per_underlying else 0
-        contributors: list[Contributor] = []
-        binding_label = ""
-        binding = per_underlying[binding_u] if per_underlying else None
-        if binding is not None and binding.requirement > 0.0:
-            binding_label = binding.worst_scenario
-            if binding.scan_risk >= binding.short_option_minimum:
-                scenario = int(exposure.scenario[model.segments[binding_u]].argmin())
-                held = [(r, p.quantity) for r, p in self.positions.items() if model.block_of[r] == binding_u]
-                pnl = [(q * float(model.scenario_rows[r][scenario]), r, q) for r, q in held]
-                contributors = [Contributor(model.table.ids[r], q, v) for v, r, q in sorted(pnl)[:top]]
-        return AccountMargin(
-            account=self.id, equity=equity, cash=self.cash, unrealized_pnl=upl,
-            initial_margin=im, maintenance_margin=mm,
-            initial_margin_with_orders=float(self.initial_margin_with_orders()),
-            margin_ratio=margin_ratio(mm, equity), methods=methods,
-            underlyings=tuple(per_underlying),
-            binding_underlying=binding.underlying if binding is not None else "",
-            binding_scenario=binding_label, top_contributors=tuple(contributors),
-        )
+        return margin_report(self, top)
 
     def top_driver(self) -> str:
         """The position losing most in the binding scenario (instrument id; "" if none):
         ``margin(top=1).top_contributors[0].instrument`` without the rest of the report.
 
         O(positions) plus one scan per underlying: the per-fill AccountRisk refreshes it."""
-        model, exposure, profile = self.model, self._exposure, self.profile
-        if self._scenario_only:
-            terms = self._terms_held
-        else:
-            terms = [max(scan_risk(exposure.scenario[seg]),
-                         float(profile.short_option_minimum * exposure.short_notional[u]))
-                     for u, seg in enumerate(model.segments)]
-        if not terms:
-            return ""
-        u = max(range(len(terms)), key=terms.__getitem__)  # the first largest, as np.argmax
-        if not terms[u] > 0.0:
-            return ""
-        segment = exposure.scenario[model.segments[u]]
-        if scan_risk(segment) < float(profile.short_option_minimum * exposure.short_notional[u]):
-            return ""  # bound by the short-option minimum: no scenario to explain
-        scenario = int(segment.argmin())
-        block_of, rows = model.block_list, model.scenario_rows
-        best: tuple[float, int, float] | None = None
-        for r, p in self.positions.items():
-            if block_of[r] == u:
-                key = (p.quantity * float(rows[r][scenario]), r, p.quantity)
-                if best is None or key < best:
-                    best = key
-        return model.table.ids[best[1]] if best is not None else ""
+        return top_driver_of(self)
 
     def scenario_with_orders(self, u: int) -> tuple[np.ndarray, float, float]:
         """Read-only view of underlying ``u``'s what-if inputs (for the FPGA risk filter).
@@ -445,19 +422,28 @@ class Account:
             yield self.model.table.ids[row], pos
 
     # ----- internals ------------------------------------------------------
+    def _orders_var(self, extra: float = 0.0) -> float:
+        """The open orders' stand-alone VaRs (plus ``extra``) summed: = math.fsum of them."""
+        total = self._var_sum
+        if not total._nonfinite and extra - extra == 0.0:  # = total.exact, without a property call
+            return total.value(extra)
+        values = [o.var for o in self.orders.values()]
+        return math.fsum(values + [extra] if extra else values)
+
     def _refresh_var(self) -> None:
-        if self._uses_var:
-            self._order_vars = [o.var for o in self.orders.values()]  # what_if sums it with one more
-            self._reserve.var = math.fsum(self._order_vars)
-        else:
-            self._reserve.var = 0.0
+        self._reserve.var = self._orders_var() if self._uses_var else 0.0
 
     def _bind_views(self, model: RiskModel) -> None:
         # Positions + worst-case orders per scenario, kept summed so a what-if adds one
-        # vector, not two; one view per underlying, sliced once.
+        # vector, not two; one view per underlying of each sum, sliced once per model.
         self._im_with_orders = None
+        self._trial = None
+        self._upl = None
+        self._lists = model_lists(model)
         self._combined = np.zeros(model.n_scenarios)
         self._combined_views = [self._combined[seg] for seg in model.segments]
+        self._exposure_views = [self._exposure.scenario[seg] for seg in model.segments]
+        self._reserve_views = [self._reserve.scenario[seg] for seg in model.segments]
         self._short_all = [0.0] * model.n_underlyings
 
     def _open_add(self, row: int, buy: bool, quantity: float) -> None:
@@ -476,16 +462,26 @@ class Account:
         """Recompute underlying ``u``'s cached terms; ``held=False``: only the orders
         changed, so the positions-alone term stands."""
         self._im_with_orders = None
-        self._trial_im = None
-        seg = self.model.segments[u]
-        combined = self._combined_views[u]
-        np.add(self._exposure.scenario[seg], self._reserve.scenario[seg], out=combined)
-        short = float(self._exposure.short_notional[u] + self._reserve.short_notional[u])
+        self._trial = None
+        short = self._exposure.short_list[u] + self._reserve.short_notional[u]
         self._short_all[u] = short
         if held:
             self._im_held = None
-            self._terms_held[u] = scenario_term(self.model, self.profile, self._exposure, u)
-        # = scenario_term(..., self._reserve): the same sums, already in ``combined``.
-        scan = scan_risk(combined)
+            try:
+                self._terms_held[u] = scenario_term(self.model, self.profile, self._exposure, u)
+            except RiskModelError:
+                self._terms_held[u] = _NAN  # never a stale figure: a sum with it is NaN, which fails closed
+                raise
+        self._refresh_all(u, short)
+
+    def _refresh_all(self, u: int, short: float) -> None:
+        """Underlying ``u``'s term with orders from the sums (= scenario_term(..., reserve))."""
+        combined = self._combined_views[u]
+        np.add(self._exposure_views[u], self._reserve_views[u], combined)
+        worst = combined.item(combined.argmin()) if combined.size else 0.0  # = min (_scan_value)
+        if worst != worst:
+            self._terms_all[u] = _NAN
+            scan_risk(combined)  # raises
+        scan = -worst if worst < 0.0 else 0.0
         som = self.profile.short_option_minimum * short
         self._terms_all[u] = max(scan, som)
