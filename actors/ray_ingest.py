@@ -24,7 +24,6 @@ from actors.recovery_timing import StartupMarks
 from fix.dropcopy import DropCopyApplication, ExecIdStore
 from fix.engine import FixEngine
 from fix.journal import Journal, JournaledApplication, JournalSettings
-from fix.recovery_execids import BulkLoadedExecIdStore
 from fix.session import Session
 from fix.settings import SessionSettings
 from fix.store import open_store
@@ -80,7 +79,7 @@ class IngestActorImpl:
         sockets = [self.bus.socket(zmq.PUSH, endpoint, bind=False) for endpoint in spec.shard_endpoints]
         self.journal = Journal(spec.journal_dir, spec.journal) if spec.journal_dir is not None else None
         self.startup.mark("journal_opened")
-        self.exec_ids: ExecIdStore = BulkLoadedExecIdStore(Path(spec.state_dir) / "execids")
+        self.exec_ids = ExecIdStore(Path(spec.state_dir) / "execids")
         self.startup.mark("exec_ids_loaded")
         self.router = DropCopyRouter(sockets, journal=self.journal)
         inner = DropCopyApplication(self.router, self.exec_ids)

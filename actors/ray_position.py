@@ -86,6 +86,11 @@ class ShardSpec(msgspec.Struct, frozen=True, kw_only=True):
     #: its accounts' frames after its snapshot from it (actors.recovery_replay) before
     #: the ingest's catch-up or replay sends the rest (None: all come from the ingest).
     journal_dir: str | None = None
+    #: Ray names of the AccountRisk subscribers that bind their SUB in their own
+    #: start-up (the liquidation actor): the shard loads its state while they start and
+    #: waits for each to answer ``health`` before its PUB connects (nothing published
+    #: into a socket nobody has bound yet).
+    subscribers: tuple[str, ...] = ()
 
 
 class PositionActorImpl:
@@ -126,6 +131,8 @@ class PositionActorImpl:
                 self.startup.mark("journal_replayed")
                 log.info("position shard %d: %d journaled events applied from the journal (seq %d to %d)",
                          spec.shard, self.bulk_replay.applied, self.bulk_replay.from_seq, self.shard.applied_seq)
+        self._wait_for_subscribers(spec.subscribers)
+        self.startup.mark("subscribers_up")
         restarted = _restarted_by_ray()
         # Without a state folder there is no journal to replay from: a restart starts empty.
         recovering = (restarted and spec.replay_endpoint is not None and spec.ingest_name is not None
@@ -158,6 +165,20 @@ class PositionActorImpl:
         log.info("position shard %d of %d up with %d accounts", spec.shard, spec.n_shards, len(spec.accounts))
         self.startup.mark("constructed")
         start_gc_freezer()  # a full collection over the accounts' objects costs ~80 ms (actors/gc_quiet.py)
+
+    def _wait_for_subscribers(self, subscribers: tuple[str, ...], timeout_s: float = 120.0) -> None:
+        """Block until every subscriber actor (by Ray name) answers ``health``: its SUB is
+        bound. One that does not within ``timeout_s`` (dead for good) is logged, not
+        waited for: the daemon's own subscriber is bound before any actor exists."""
+        if not subscribers:
+            return
+        import ray
+
+        try:
+            ray.get([ray.get_actor(name).health.remote() for name in subscribers], timeout=timeout_s)
+        except Exception as exc:
+            log.warning("position shard %d: an AccountRisk subscriber did not come up (%s): publishing anyway",
+                        self.spec.shard, exc)
 
     def _after_bulk_replay(self, last_seq: int, held: list) -> Any:
         """On the shard's thread: the events the bulk replay took count as received (drain

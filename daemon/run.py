@@ -106,7 +106,9 @@ class Daemon:
         liquidation_endpoint = ipc_endpoint("account-risk-liquidation", run_dir)
         table = InstrumentTable(config.underlyings, config.instruments)
         history = load_history_returns(config, table)
-        self.liquidation = liquidation_actor_class(settings.max_restarts).remote(
+        # Named: the shards look it up to wait for its AccountRisk SUB (ShardSpec.subscribers).
+        liquidation_name = f"riskd-liquidation-{os.getpid()}-{id(self):x}"
+        self.liquidation = liquidation_actor_class(settings.max_restarts).options(name=liquidation_name).remote(
             self._liquidation_spec(config, market, history, liquidation_endpoint))
         self._actors.append(self.liquidation)
         self.market_actor = self._start_market(config, market, table, run_dir)
@@ -126,9 +128,9 @@ class Daemon:
                                                state_dir=str(state_dir / "ingest"), replay_endpoints=replay_endpoints,
                                                cpus=settings.ingest_cpus, **self._journal_fields(ingest_name)))
         self._actors.append(self.ingest)
-        # The AccountRisk subscribers are bound before any shard exists (see above).
-        ray.get(self.liquidation.health.remote())
-        self.startup.mark("liquidation_up")
+        # The shards start while the liquidation actor starts (each loads its state for
+        # seconds); a shard connects its AccountRisk PUB only once the liquidation actor
+        # has bound its SUB (ShardSpec.subscribers), so none is published before.
         position = position_actor_class(settings.max_restarts)
         self.positions = []
         for shard in range(settings.shards):
@@ -145,10 +147,13 @@ class Daemon:
                              kill_switch_journal=str(kill_switch_journal), fpga=config.fpga,
                              state_dir=str(state_dir) if durability.journal else None,
                              snapshot_interval_s=durability.snapshot_interval_s,
-                             journal_dir=self._journal_fields(ingest_name).get("journal_dir"))
+                             journal_dir=self._journal_fields(ingest_name).get("journal_dir"),
+                             subscribers=(liquidation_name,))
             self.positions.append(position.options(name=f"{ingest_name}-shard-{shard}").remote(spec))
         self._actors += self.positions
         self.startup.mark("actors_created")
+        ray.get(self.liquidation.health.remote())  # a bad liquidation config fails here, with its message
+        self.startup.mark("liquidation_up")
         ray.get([p.health.remote() for p in self.positions])
         self.startup.mark("shards_up")
         ray.get(self.liquidation.attach_positions.remote(self.positions))  # it reads accounts from them

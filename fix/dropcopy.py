@@ -29,9 +29,12 @@ import logging
 import os
 import time
 from pathlib import Path
+from itertools import repeat
+from operator import attrgetter, itemgetter
 from typing import Callable, Literal, Union
 
 import msgspec
+import numpy as np
 
 from fix.application import BusinessReject, UnsupportedMessageType
 from fix.parser import FixMessage
@@ -127,20 +130,28 @@ class ExecIdStore:
     promises an ExecID is unique within a trading day, so the same id on another
     day is a new execution, not a duplicate.
 
-    An append-only file of msgpack records (length-prefixed), replayed at open;
-    a torn record at the tail (crash mid-write) is dropped. ``path=None`` keeps
-    everything in memory (tests). Memory: about 200 bytes per trade.
+    An append-only file of msgpack records (length-prefixed), loaded at open
+    (:meth:`load`); a torn record at the tail (crash mid-write) is dropped.
+    ``path=None`` keeps everything in memory (tests). Memory: about 200 bytes per
+    trade.
+
+    The maps are as few as the questions need, because a restart loads a day of
+    records (a million) into them before the session can log on: a plain trade is
+    one entry in ``_current`` (its chain is its own key) and one in ``_latest``.
     """
 
     _LEN = 4
     FLUSH_BYTES = 1 << 16
 
     def __init__(self, path: str | Path | None = None) -> None:
-        self._seen: set[str] = set()
-        #: Any ExecID of a trade (original or correction) -> the ExecID that opened its chain.
+        #: Chain (the key of the trade's first version) -> its current version, for every
+        #: trade still standing (a version loaded in bulk stays msgpack until asked for).
+        self._current: dict[str, _TradeRecord | msgspec.Raw] = {}
+        #: Every seen key that is not a key of ``_current``: non-trade reports, busts,
+        #: corrections, busted trades.
+        self._seen_other: set[str] = set()
+        #: A correction's key -> the chain it corrects (absent: a key is its own chain).
         self._chain_of: dict[str, str] = {}
-        #: Chain -> the trade's current version (absent once busted).
-        self._current: dict[str, _TradeRecord] = {}
         #: Plain ExecID -> its latest day-scoped key, for an ExecRefID from another day.
         self._latest: dict[str, str] = {}
         self._encoder = msgspec.msgpack.Encoder()
@@ -150,38 +161,91 @@ class ExecIdStore:
         if path is not None:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
-            self._replay()
+            self.load()
 
-    def _replay(self) -> None:
+    def load(self) -> int:
+        """Read the file into the maps (at open); returns the records read.
+
+        In bulk: the record boundaries found with NumPy (:func:`_record_spans`), every
+        record decoded by one msgspec call, runs of plain trades (no ExecRefID: the
+        day's nearly every record) put into the maps with one ``update`` each, in file
+        order, any other record applied in its place as :meth:`record` applies it.
+        Measured on the recovery bench's store (1,000,000 trades, CPU s, a fresh process
+        each, collector off, shared host): 3.1 record by record, 1.7-1.9 with runs of
+        trades put one update per map but the records framed and decoded one by one,
+        1.4-1.7 so. A torn record at the tail is dropped and truncated, with a warning."""
         assert self._fd is not None
-        data = os.pread(self._fd, os.fstat(self._fd).st_size, 0)
-        offset = 0
-        while offset + self._LEN <= len(data):
-            size = int.from_bytes(data[offset:offset + self._LEN], "little")
-            if offset + self._LEN + size > len(data):
-                break
-            exec_id, ref, record = self._decoder.decode(data[offset + self._LEN:offset + self._LEN + size])
-            self._apply(exec_id, ref, record)
-            offset += self._LEN + size
-        if offset != len(data):
-            log.warning("ExecID store: torn record at offset %d dropped", offset)
-            os.ftruncate(self._fd, offset)
+        size = os.fstat(self._fd).st_size
+        # 5 bytes ahead of the file's: room for the msgpack array header of the bulk decode.
+        buffer = bytearray(5 + size)
+        if size and os.preadv(self._fd, [memoryview(buffer)[5:]], 0) != size:
+            raise OSError(f"ExecID store: short read of {size} bytes")
+        data = np.frombuffer(buffer, np.uint8)[5:]
+        offsets, end = _record_spans(data)
+        if len(offsets) and bool(np.all(data[offsets + self._LEN] == 0x93)):
+            self._load_bulk(buffer, data, offsets, end)
+        else:  # a record that is not a 3-array (another writer's format): one by one
+            for start, stop in zip(offsets.tolist(), [*offsets[1:].tolist(), end]):
+                self._apply(*self._decoder.decode(buffer[5 + start + self._LEN:5 + stop]))
+        if end != size:
+            log.warning("ExecID store: torn record at offset %d dropped", end)
+            os.ftruncate(self._fd, end)
+        return len(offsets)
+
+    def _load_bulk(self, buffer: bytearray, data: np.ndarray, offsets: np.ndarray, end: int) -> None:
+        # Each record's 4-byte length and its fixarray(3) header become one fixarray(7)
+        # header and four nils: the file is then one msgpack array of records.
+        data[offsets] = 0x97
+        for k in range(1, 5):
+            data[offsets + k] = 0xC0
+        buffer[:5] = b"\xdd" + len(offsets).to_bytes(4, "big")
+        records = _LOADED.decode(memoryview(buffer)[:5 + end])
+        keys = list(map(_KEY, records))
+        trades = list(map(_TRADE_RAW, records))
+        n = len(records)
+        # Not a plain trade: an ExecRefID (bust, correction) or no trade (a nil, one byte).
+        other = np.flatnonzero(np.fromiter(map(bool, map(_REF, records)), bool, n)
+                               | (np.fromiter(map(len, trades), np.int64, n) == 1))
+        start = 0
+        for i in other.tolist():
+            self._put_trades(keys[start:i], trades[start:i])
+            trade = trades[i]
+            self._apply(keys[i], records[i].ref, None if len(trade) == 1 else _TRADE.decode(trade))
+            start = i + 1
+        self._put_trades(keys[start:] if start else keys, trades[start:] if start else trades)
+
+    def _put_trades(self, keys: list[str], trades: list[msgspec.Raw]) -> None:
+        """``_apply(key, "", trade)`` for each, in order, one update per map."""
+        if not keys:
+            return
+        if self._chain_of:  # a key recorded before as a correction is its own chain now
+            for key in self._chain_of.keys() & keys:
+                del self._chain_of[key]
+        self._current.update(zip(keys, trades))
+        plain = list(map(_AFTER, map(str.partition, keys, repeat(KEY_SEPARATOR))))
+        if "" in plain:  # a key without a day (or an empty ExecID): the key itself
+            plain = [p or k for p, k in zip(plain, keys)]
+        self._latest.update(zip(plain, keys))
 
     def _apply(self, exec_id: str, ref: str, record: _TradeRecord | None) -> None:
-        self._seen.add(exec_id)
         self._latest[exec_id.partition(KEY_SEPARATOR)[2] or exec_id] = exec_id
         chain = self._chain_of.get(ref, ref) if ref else exec_id
         if record is None:
-            if ref:  # a bust ends the chain; a non-trade report (ref "") only marks the ExecID seen
-                self._current.pop(chain, None)
+            self._seen_other.add(exec_id)
+            if ref and self._current.pop(chain, None) is not None:  # a bust ends the chain
+                self._seen_other.add(chain)
             return
-        self._chain_of[exec_id] = chain
+        if chain != exec_id:  # a correction
+            self._chain_of[exec_id] = chain
+            self._seen_other.add(exec_id)
+        elif self._chain_of:
+            self._chain_of.pop(exec_id, None)
         self._current[chain] = record
 
     def seen(self, exec_id: str) -> bool:
         """A day-scoped key seen; a plain ExecID: seen on any day."""
         if KEY_SEPARATOR in exec_id:
-            return exec_id in self._seen
+            return exec_id in self._current or exec_id in self._seen_other
         return exec_id in self._latest
 
     def current(self, exec_id: str) -> _TradeRecord | None:
@@ -189,7 +253,10 @@ class ExecIdStore:
         a plain ExecID means its latest day."""
         if KEY_SEPARATOR not in exec_id:
             exec_id = self._latest.get(exec_id, exec_id)
-        return self._current.get(self._chain_of.get(exec_id, exec_id))
+        trade = self._current.get(self._chain_of.get(exec_id, exec_id))
+        if type(trade) is msgspec.Raw:
+            return _TRADE.decode(trade)
+        return trade  # type: ignore[return-value]
 
     def latest_key(self, plain_exec_id: str) -> str | None:
         """The day-scoped key under which a plain ExecID was last seen, if ever."""
@@ -219,6 +286,65 @@ class ExecIdStore:
             self.flush()
             os.close(self._fd)
             self._fd = None
+
+
+class _LoadedRecord(msgspec.Struct, array_like=True):
+    """A store record as :meth:`ExecIdStore._load_bulk` rewrites it: four nils, then the record."""
+
+    n0: None
+    n1: None
+    n2: None
+    n3: None
+    exec_id: str
+    ref: str
+    trade: msgspec.Raw  # the trade left encoded (a nil: the one byte 0xc0)
+
+
+_LOADED = msgspec.msgpack.Decoder(list[_LoadedRecord])
+_TRADE = msgspec.msgpack.Decoder(_TradeRecord)
+_KEY, _REF, _TRADE_RAW = attrgetter("exec_id"), attrgetter("ref"), attrgetter("trade")
+_AFTER = itemgetter(2)
+
+
+def _record_spans(data: np.ndarray) -> tuple[np.ndarray, int]:
+    """Start offsets of the complete records of an ExecID store file (``data``: its bytes)
+    and where the last one ends (< len(data): a torn tail).
+
+    A record is a 4-byte little-endian length and a msgpack body; the store's bodies
+    are 3-arrays (0x93). Candidates: every 0x93 after two zero bytes (a length below
+    65,536). The chain from offset 0 is followed a run at a time: while each
+    candidate's record ends exactly where the next candidate starts, the run is the
+    chain (checked in NumPy, not a Python step per record); where it does not (a
+    0x93 inside a record, a longer record, the tail), one step by the length prefix,
+    as the reader of the file always did, until the chain is on a candidate again."""
+    n = len(data)
+    hits = np.flatnonzero(data[4:] == 0x93) if n > 4 else np.zeros(0, np.int64)
+    cand = hits[(data[hits + 2] == 0) & (data[hits + 3] == 0)]
+    ends = cand + 4 + data[cand].astype(np.int64) + (data[cand + 1].astype(np.int64) << 8)
+    # Where a run breaks: candidate i's record does not end at candidate i + 1.
+    breaks = np.flatnonzero(ends[:-1] != cand[1:])
+    runs: list[np.ndarray] = []
+    offset = 0
+    while offset + 4 <= n:
+        i = int(np.searchsorted(cand, offset))
+        if i < len(cand) and cand[i] == offset:
+            b = int(np.searchsorted(breaks, i))
+            last = int(breaks[b]) if b < len(breaks) else len(cand) - 1
+            stop = int(ends[last])
+            if stop > n:  # the run's last record is torn
+                last -= 1
+                runs.append(cand[i:last + 1])
+                offset = int(cand[last + 1])
+                break
+            runs.append(cand[i:last + 1])
+            offset = stop
+            continue
+        stop = offset + 4 + int.from_bytes(data[offset:offset + 4].tobytes(), "little")
+        if stop > n:
+            break
+        runs.append(np.array([offset], np.int64))
+        offset = stop
+    return (np.concatenate(runs) if runs else np.zeros(0, np.int64)), offset
 
 
 def trade_date(message: FixMessage) -> str:

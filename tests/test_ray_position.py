@@ -105,3 +105,37 @@ def _alive_pid(actor) -> int | None:
         return ray.get(actor.health.remote(), timeout=2)["pid"]
     except Exception:
         return None
+
+
+def test_a_shard_connects_its_account_risk_pub_only_after_its_subscriber_actors_are_up(ray_local, tmp_path) -> None:
+    """The daemon starts the shards while the liquidation actor starts; a shard must not
+    publish before that actor's SUB is bound (ShardSpec.subscribers)."""
+    book, config = load_book(str(resolve_data_path("builtin:demo_book.toml")))
+
+    class SlowSubscriber:  # binds its SUB at the end of a slow start, as the liquidation actor does
+        def __init__(self, endpoint: str, delay_s: float) -> None:
+            time.sleep(delay_s)
+            self.bus = Bus(zmq.Context())
+            self.sub = self.bus.socket(zmq.SUB, endpoint, bind=True)
+            self.bound_at = time.time()
+
+        def health(self) -> float:
+            return self.bound_at
+
+    endpoint = ipc_endpoint("risk-slow", tmp_path)
+    name = f"slow-subscriber-{id(tmp_path):x}"
+    subscriber = ray.remote(num_cpus=0)(SlowSubscriber).options(name=name).remote(endpoint, 4.0)
+    spec = ShardSpec(shard=0, n_shards=1, params=config.margin, underlyings=config.underlyings,
+                     instruments=config.instruments, market=book.market, accounts=(("ACC0", "span", 1e6),),
+                     events_endpoint=ipc_endpoint("events-slow", tmp_path), risk_endpoints=(endpoint,),
+                     subscribers=(name,))
+    shard = position_actor_class(max_restarts=0, num_cpus=0.5).remote(spec)
+    try:
+        startup = ray.get(shard.health.remote(), timeout=60)["startup"]
+        bound_at = ray.get(subscriber.health.remote(), timeout=10)
+        assert startup["subscribers_up"] >= bound_at
+        assert startup["service_started"] >= bound_at
+        assert startup["accounts_added"] < bound_at  # it loaded meanwhile, not after
+    finally:
+        ray.kill(shard, no_restart=True)
+        ray.kill(subscriber, no_restart=True)

@@ -31,7 +31,7 @@ from daemon.book import load_book, load_history_returns
 from daemon.bench_recovery_oms import ReportFlow, TrialOms
 from daemon.config import resolve_data_path
 from fix.application import BusinessReject
-from fix.dropcopy import DropCopyApplication, ExecIdStore, Fill
+from fix.dropcopy import DropCopyApplication, ExecIdStore, Fill, scoped_exec_id, trade_date
 from fix.journal import Journal, JournalSettings, read_journal
 from fix.parser import parse
 from risk.account import Account
@@ -163,7 +163,12 @@ def test_the_exec_id_store_catches_up_with_the_journal_after_a_crash(tmp_path: P
             pass
     reopened = ExecIdStore(tmp_path / "behind")
     assert reconcile_exec_ids(journal, reopened) == sum(1 for raw in raws[520:])
-    assert reopened._seen == full._seen and reopened._current == full._current
+    keys = [scoped_exec_id(trade_date(m), m.get(17).decode()) for m in map(parse, raws) if m.get(17)]
+    assert len(set(keys)) > 500
+    for key in keys + ["20261120\x1fNEVER"]:  # every report's ExecID: seen, and its trade's current version
+        plain = key.partition("\x1f")[2]
+        assert (reopened.seen(key), reopened.current(key), reopened.latest_key(plain)) == (
+            full.seen(key), full.current(key), full.latest_key(plain)), key
     assert reconcile_exec_ids(journal, reopened) == 0  # nothing left to catch up
 
 
