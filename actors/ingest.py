@@ -64,8 +64,27 @@ class DropCopyRouter:
         #: (shard, seq, frame) of the message being processed, then of the read being committed.
         self._current: list[tuple[int, int, bytes]] = []
         self._ready: list[tuple[int, int, bytes]] = []
+        #: Highest MsgSeqNum routed (from the journal's tail at start), and how many times
+        #: a lower one came after it: the OMS restarted its sequence numbers (Logon with
+        #: ResetSeqNumFlag=Y). Shards, snapshots and recovery order events by MsgSeqNum,
+        #: so events after such a reset are skipped as already applied: not supported yet
+        #: (fix.drop_copy.ResetOnLogon is refused with a journal); reported loudly.
+        self.max_seq = journal.last_seq if journal is not None else 0
+        self.sequence_resets = 0
+        self._reset_at = 0
 
     def __call__(self, event: DropCopyEvent) -> None:
+        if event.seq <= self.max_seq:
+            if self.sequence_resets == 0 or event.seq < self._reset_at:  # once per reset
+                log.critical("drop-copy MsgSeqNum went back from %d to %d (a sequence reset by the OMS): "
+                             "riskd orders events by MsgSeqNum and will not apply the events after it; positions"
+                             " are wrong from here until the daemon starts on a new state folder",
+                             self.max_seq, event.seq, extra={"event": "sequence_reset", "from_seq": self.max_seq,
+                                                             "to_seq": event.seq})
+                self.sequence_resets += 1
+            self._reset_at = event.seq
+        else:
+            self.max_seq = event.seq
         parsed = self._clock_ns()
         # received_ns on the FIX event is when its bytes were read off the socket.
         stamps = Stamps(read_ns=event.received_ns, parsed_ns=parsed)
