@@ -59,6 +59,9 @@ class ShardSpec(msgspec.Struct, frozen=True, kw_only=True):
     accounts: tuple[tuple[str, str, float], ...]
     events_endpoint: str
     risk_endpoints: tuple[str, ...]
+    #: Bound endpoints of subscribers that get only the AccountRisk calling for action
+    #: (outside the normal tier, or a tier change): the liquidation actor.
+    action_endpoints: tuple[str, ...] = ()
     cpus: tuple[int, ...] = ()
     #: (window, U) VaR-horizon returns of the underlyings (numpy), for VaR profiles.
     history_returns: Any = None
@@ -141,7 +144,7 @@ class PositionActorImpl:
                                        bind_risk=False, recorder=self.recorder,
                                        market_endpoint=spec.market_endpoint, model_builder=self._build_model,
                                        replay_endpoint=spec.replay_endpoint, recovering=recovering,
-                                       pretrade=pretrade,
+                                       pretrade=pretrade, action_endpoints=spec.action_endpoints,
                                        periodic=self.snapshotter.maybe if self.snapshotter else None).start()
         self.startup.mark("service_started")
         self.fpga: FpgaPath | None = None

@@ -139,7 +139,7 @@ class Daemon:
             spec = ShardSpec(shard=shard, n_shards=settings.shards, params=config.margin,
                              underlyings=config.underlyings, instruments=config.instruments, market=market,
                              accounts=accounts, events_endpoint=self.shard_endpoints[shard],
-                             risk_endpoints=(self.risk_endpoint, liquidation_endpoint),
+                             risk_endpoints=(self.risk_endpoint,), action_endpoints=(liquidation_endpoint,),
                              cpus=settings.position_cpus[shard] if settings.position_cpus else (),
                              history_returns=history, market_endpoint=updates_endpoint, budgets=settings.latency,
                              replay_endpoint=replay_endpoints[shard], ingest_name=ingest_name,
