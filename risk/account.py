@@ -265,16 +265,9 @@ class Account:
         if var_trial is not None and var_trial.pnl is not None:
             # The what-if summed exposure + (reservation + order): the new combined view.
             self._combined_views[u][...] = var_trial.pnl
-            scan = var_trial.scan
-        else:  # = self._refresh_all(u, short), inline
-            combined = self._combined_views[u]
-            np.add(self._exposure_views[u], self._reserve_views[u], combined)
-            worst = combined.item(combined.argmin()) if combined.size else 0.0  # = min (_scan_value)
-            if worst != worst:
-                self._terms_all[u] = _NAN
-                scan_risk(combined)  # raises
-            scan = -worst if worst < 0.0 else 0.0
-        self._terms_all[u] = max(scan, self.profile.short_option_minimum * short)
+            self._terms_all[u] = max(var_trial.scan, self.profile.short_option_minimum * short)
+        else:
+            self._refresh_all(u, short)
         self._im_with_orders = var_trial.after if var_trial is not None else None
 
     def release(self, order_id: str) -> bool:
