@@ -74,7 +74,9 @@ class DropCopyRouter:
         self._reset_at = 0
 
     def __call__(self, event: DropCopyEvent) -> None:
-        if event.seq <= self.max_seq:
+        # One ExecutionReport can give two events (a fill and its order's state): the
+        # same seq again is not a reset, a lower one is.
+        if event.seq < self.max_seq:
             if self.sequence_resets == 0 or event.seq < self._reset_at:  # once per reset
                 log.critical("drop-copy MsgSeqNum went back from %d to %d (a sequence reset by the OMS): "
                              "riskd orders events by MsgSeqNum and will not apply the events after it; positions"
