@@ -165,6 +165,7 @@ class IngestActorImpl:
                 "replays": self.replays, "journal_seq": self.journal.last_seq if self.journal else None,
                 "reconciled": self.reconciled, "caught_up": self.caught_up,
                 "journal_truncated": self.journal.truncated_bytes if self.journal else 0,
+                "sequence_resets": self.router.sequence_resets,
                 "startup": self.startup.as_dict(), "startup_cpu": self.startup.cpu_dict()}
 
     def stop(self) -> None:
