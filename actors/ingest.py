@@ -64,11 +64,10 @@ class DropCopyRouter:
         #: (shard, seq, frame) of the message being processed, then of the read being committed.
         self._current: list[tuple[int, int, bytes]] = []
         self._ready: list[tuple[int, int, bytes]] = []
-        #: Highest MsgSeqNum routed (from the journal's tail at start), and how many times
-        #: a lower one came after it: the OMS restarted its sequence numbers (Logon with
-        #: ResetSeqNumFlag=Y). Shards, snapshots and recovery order events by MsgSeqNum,
-        #: so events after such a reset are skipped as already applied: not supported yet
-        #: (fix.drop_copy.ResetOnLogon is refused with a journal); reported loudly.
+        #: Highest drop-copy position routed (from the journal's tail at start), and how many
+        #: times a lower one came after it. Positions (offset + MsgSeqNum, the offset moving
+        #: up at each sequence reset: fix.dropcopy, fix.journal) never go back, so this is a
+        #: guard: the shards would skip such events as already applied. Logged CRITICAL.
         self.max_seq = journal.last_seq if journal is not None else 0
         self.sequence_resets = 0
         self._reset_at = 0
@@ -78,9 +77,8 @@ class DropCopyRouter:
         # same seq again is not a reset, a lower one is.
         if event.seq < self.max_seq:
             if self.sequence_resets == 0 or event.seq < self._reset_at:  # once per reset
-                log.critical("drop-copy MsgSeqNum went back from %d to %d (a sequence reset by the OMS): "
-                             "riskd orders events by MsgSeqNum and will not apply the events after it; positions"
-                             " are wrong from here until the daemon starts on a new state folder",
+                log.critical("drop-copy position went back from %d to %d: the shards will skip these events as"
+                             " already applied; positions are wrong from here",
                              self.max_seq, event.seq, extra={"event": "sequence_reset", "from_seq": self.max_seq,
                                                              "to_seq": event.seq})
                 self.sequence_resets += 1

@@ -101,10 +101,13 @@ class IngestActorImpl:
             # the disk, the journal's did not: a power loss under fsync "interval")
             # would skip what was never journaled. From the journal, the OMS resends
             # the gap (admin messages come back as a GapFill).
-            if self.journal.last_seq + 1 != store.next_target_seq:
+            # (MsgSeqNum of the journal's last message, not its position: they differ once
+            # the OMS has restarted its sequence.)
+            expected = self.journal.last_msg_seq_num + 1
+            if expected != store.next_target_seq:
                 log.warning("next expected drop-copy seq %d from the journal (the store had %d)",
-                            self.journal.last_seq + 1, store.next_target_seq)
-                store.set_next_target_seq(self.journal.last_seq + 1)
+                            expected, store.next_target_seq)
+                store.set_next_target_seq(expected)
                 store.flush()
             router = self.router
             self.application = JournaledApplication(inner, self.journal, derived=router.derived,

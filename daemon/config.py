@@ -170,14 +170,6 @@ def check_references(config: RiskdConfig, source: str) -> InstrumentTable:
         dup = next(a for a in ids if ids.count(a) > 1)
         raise ConfigError(source, "accounts", f"account id {dup!r} is defined twice")
     _check_instruments(config, source)
-    if config.durability.journal and config.fix.drop_copy is not None and config.fix.drop_copy.reset_on_logon:
-        # The journal, the shards' snapshots and recovery order drop-copy events by
-        # MsgSeqNum; a reset would restart it at 1 and the shards would skip the new
-        # day's fills as already applied (reproduced: positions diverge after a reconnect).
-        raise ConfigError(source, "fix.drop_copy.ResetOnLogon",
-                          "expected false while durability.journal is true: riskd orders drop-copy events by"
-                          " MsgSeqNum within a state folder, and a reset would make it skip the events after it;"
-                          " start the daemon on a new durability.state_dir when the OMS starts a new sequence")
     tiers = margin.tiers
     if config.liquidation.planner.target_ratio >= tiers.partial_liquidation - tiers.hysteresis:
         raise ConfigError(source, "liquidation.planner.target_ratio",

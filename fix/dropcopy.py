@@ -399,6 +399,11 @@ class DropCopyApplication:
         self._clock_ns = clock_ns
         self.duplicates = 0
         self.rejected = 0
+        #: Added to MsgSeqNum to give the events' ``seq`` (the drop-copy position): it moves
+        #: up to the highest position so far when the sequence restarts (Logon 141=Y), so
+        #: positions never go back (fix.journal.JournaledApplication sets it from the journal).
+        self.seq_offset = 0
+        self.max_position = 0
 
     def on_logon(self, session: Session) -> None:
         log.info("drop copy %s logged on", session.settings.session_key)
@@ -407,7 +412,9 @@ class DropCopyApplication:
         log.info("drop copy %s logged out", session.settings.session_key)
 
     def from_admin(self, message: FixMessage, session: Session) -> None:
-        pass
+        if message.msg_type == b"A" and message.get(141) == b"Y" and self.max_position:
+            self.seq_offset = max(self.seq_offset, self.max_position)
+            log.warning("drop copy sequence reset (Logon 141=Y): positions go on from %d", self.seq_offset)
 
     def flush(self) -> None:
         """Called by the session at the end of each TCP read: persist the ExecIDs seen."""
@@ -443,7 +450,9 @@ class DropCopyApplication:
             self.duplicates += 1
             log.info("drop copy duplicate ExecID %s (PossDup=%s) ignored", exec_id, message.get_str(43))
             return
-        seq = int(get(34) or 0)
+        seq = self.seq_offset + int(get(34) or 0)
+        if seq > self.max_position:
+            self.max_position = seq
         poss_dup = get(43) == b"Y" or get(97) == b"Y"
         side = _SIDES.get(get(54))
         if side is None:  # undisclosed, cross, as-defined...: never guess a direction

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import struct
 import threading
 import time
@@ -238,6 +239,22 @@ def read_journal(folder: str | Path, from_seq: int = 0, *, raw: bool = True) -> 
                                            from_seq=from_seq, raw=raw)
 
 
+_TAG34 = re.compile(rb"(?:^|\x01)34=(\d+)\x01")
+
+
+def _tag34(raw: bytes) -> int:
+    """MsgSeqNum of a raw FIX message (0 if it has none)."""
+    match = _TAG34.search(raw)
+    return int(match.group(1)) if match else 0
+
+
+def _msg_seq_num(data: bytes, offset: int) -> int:
+    """MsgSeqNum of the MSG record at ``offset`` of a segment's bytes."""
+    raw_len = _HEADER.unpack_from(data, offset)[2]
+    start = offset + HEADER_SIZE
+    return _tag34(bytes(data[start:start + raw_len]))
+
+
 class Journal:
     """The writer of a journal folder (one per FIX session); see the module docstring.
 
@@ -257,6 +274,9 @@ class Journal:
         self._size = 0
         self._clock = clock
         self.last_seq = 0
+        #: The MsgSeqNum (tag 34) in the last MSG record's raw bytes at open (0: none):
+        #: ``last_seq`` minus it is the position offset of the sequence in progress.
+        self.last_msg_seq_num = 0
         #: Records and commits since open; fsyncs done (all policies).
         self.appended = self.commits = self.fsyncs = 0
         self.truncated_bytes = 0
@@ -282,7 +302,7 @@ class Journal:
         # before: the closed segments are read only if this one holds no message.
         previous = int(path.stem) - 1 if len(paths) > 1 else 0
         good_end = len(MAGIC)
-        last_seq = 0
+        last_seq = last_offset = 0
         for item in _scan(path, data, True, previous, payload=False):
             if isinstance(item, _Torn):
                 self.truncated_bytes = len(data) - item.offset
@@ -292,7 +312,9 @@ class Journal:
                 break
             good_end = item.end
             if item.kind == MSG:
-                last_seq = item.seq
+                last_seq, last_offset = item.seq, item.offset
+        if last_seq:
+            self.last_msg_seq_num = _msg_seq_num(data, last_offset)
         self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         if good_end < len(MAGIC):  # even the magic was torn
             os.ftruncate(self._fd, 0)
@@ -304,18 +326,21 @@ class Journal:
             os.fsync(self._fd)
         os.lseek(self._fd, good_end, os.SEEK_SET)
         self._size = good_end
-        self.last_seq = last_seq or self._last_seq_of(paths[:-1])
+        if not last_seq:
+            last_seq, self.last_msg_seq_num = self._last_seq_of(paths[:-1])
+        self.last_seq = last_seq
 
-    def _last_seq_of(self, paths: list[Path]) -> int:
-        """The last MSG seq in these closed segments (newest first, reading only as far back as needed)."""
+    def _last_seq_of(self, paths: list[Path]) -> tuple[int, int]:
+        """(seq, MsgSeqNum) of the last MSG record in these closed segments (newest first,
+        reading only as far back as needed)."""
         for i in range(len(paths) - 1, -1, -1):
-            seq = 0
-            for record in read_segment(paths[i], last=False, payload=False):
+            seq, raw = 0, b""
+            for record in read_segment(paths[i], last=False):
                 if record.kind == MSG:
-                    seq = record.seq
+                    seq, raw = record.seq, record.raw
             if seq:
-                return seq
-        return 0
+                return seq, _tag34(raw)
+        return 0, 0
 
     # ----- the hot path -----------------------------------------------------------
     def append(self, seq: int, recv_ns: int, raw: bytes, extra: bytes = b"", kind: int = MSG) -> None:
@@ -448,6 +473,17 @@ class JournaledApplication:
         self.inner = inner
         self.journal = journal
         self._derived, self._discard, self._publish = derived, discard, publish
+        #: A record's seq is the drop-copy position: offset + MsgSeqNum. The offset moves up to
+        #: the last position when the OMS restarts its sequence (Logon 141=Y), so positions
+        #: (journal, frames, shards, snapshots) never go back; at open it is what the last
+        #: record says (its position minus the MsgSeqNum in its raw bytes).
+        self.offset = journal.last_seq - journal.last_msg_seq_num
+        self._share_offset()
+
+    def _share_offset(self) -> None:
+        if hasattr(self.inner, "seq_offset"):
+            self.inner.seq_offset = self.offset  # type: ignore[attr-defined]
+            self.inner.max_position = max(getattr(self.inner, "max_position", 0), self.journal.last_seq)  # type: ignore[attr-defined]
 
     def on_logon(self, session: object) -> None:
         self.inner.on_logon(session)  # type: ignore[attr-defined]
@@ -456,16 +492,21 @@ class JournaledApplication:
         self.inner.on_logout(session)  # type: ignore[attr-defined]
 
     def from_admin(self, message: FixMessage, session: object) -> None:
+        if message.msg_type == b"A" and message.get(141) == b"Y" and self.journal.last_seq:
+            self.offset = self.journal.last_seq
+            log.warning("%s: drop-copy sequence reset (Logon 141=Y): positions go on from %d", self.journal.folder,
+                        self.offset)
+            self._share_offset()
         self.inner.from_admin(message, session)  # type: ignore[attr-defined]
 
     def from_app(self, message: FixMessage, session: object) -> None:
-        seq = int(message.get(34) or 0)
+        seq = self.offset + int(message.get(34) or 0)
         received = getattr(session, "read_ns", 0) or time.monotonic_ns()
         if seq <= self.journal.last_seq:
             # Before any processing: the inner application must not remember a message
             # the journal cannot hold (the session drops the connection on this error).
-            raise JournalError(f"{self.journal.folder}: MsgSeqNum {seq} is not above the last journaled"
-                               f" {self.journal.last_seq} (a sequence reset needs a new journal folder)")
+            raise JournalError(f"{self.journal.folder}: position {seq} (MsgSeqNum {message.get_str(34)}) is not above"
+                               f" the last journaled {self.journal.last_seq}")
         try:
             self.inner.from_app(message, session)  # type: ignore[attr-defined]
         except (BusinessReject, UnsupportedMessageType, FixValidationError):

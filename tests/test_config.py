@@ -353,17 +353,3 @@ def test_cli_config_check_missing_file(tmp_path: Path, capsys: pytest.CaptureFix
     assert main(["config", "check", str(path)]) == 2
     out, err = capsys.readouterr()
     assert out == "" and f"{path}: cannot read" in err
-
-
-def test_a_drop_copy_that_resets_its_sequence_at_logon_is_refused_with_a_journal(tmp_path: Path) -> None:
-    err, path = _bad(tmp_path, _set("fix", "drop_copy", "ResetOnLogon", True))
-    _check(err, path, "fix.drop_copy.ResetOnLogon", "expected false while durability.journal is true",
-           "new durability.state_dir")
-
-    def without_journal(data: dict[str, Any]) -> None:
-        data["fix"]["drop_copy"]["ResetOnLogon"] = True
-        data.setdefault("durability", {})["journal"] = False
-
-    data = default_data()
-    without_journal(data)
-    assert load_config(_write(tmp_path, data, "ok.toml")).fix.drop_copy.reset_on_logon  # no journal: allowed

@@ -277,3 +277,31 @@ def test_a_last_segment_of_notes_only_takes_the_last_message_from_before_it(tmp_
     last = segment_paths(tmp_path)[-1]
     assert [(r.kind, r.seq) for r in read_segment(last, last=True)] == [(NOTE, 30)]
     assert Journal(tmp_path, JournalSettings(fsync="none", segment_mb=1)).last_seq == 30
+
+
+@pytest.mark.parametrize("last_in_closed_segment", [False, True])
+def test_reopening_finds_the_last_msgseqnum_behind_the_positions(tmp_path: Path, last_in_closed_segment: bool) -> None:
+    """Positions (record seqs) run on across a sequence reset; the MsgSeqNum in the last
+    message's raw bytes gives the session's next expected number and the offset."""
+    from fix.journal import JournaledApplication
+
+    first = _records(40)  # positions 1..40, MsgSeqNum 1..40
+    # after a reset at position 40: MsgSeqNum 2..31 at positions 42..71
+    second = [(40 + 2 + i, 1, b"8=FIX.4.4\x019=5\x0135=8\x0134=%d\x0158=x\x01" % (2 + i), b"") for i in range(30)]
+    settings = JournalSettings(fsync="none", segment_mb=1)
+    journal = _write(tmp_path, first + second, settings)
+    if last_in_closed_segment:  # a segment holding only a note after the messages
+        journal._new_segment(71)
+        journal.append(71, 2, b"", b"collateral", kind=NOTE)
+        journal.commit()
+    journal.close()
+    reopened = Journal(tmp_path, settings)
+    assert (reopened.last_seq, reopened.last_msg_seq_num) == (71, 31)
+
+    class Inner:
+        seq_offset = 0
+        max_position = 0
+
+    app = JournaledApplication(Inner(), reopened)
+    assert app.offset == 40 and app.inner.seq_offset == 40 and app.inner.max_position == 71
+    reopened.close()
