@@ -10,7 +10,7 @@ engine's event-loop thread only.
 With a journal (fix.journal, the durable system of record) the frames of a
 message are kept back: :meth:`DropCopyRouter.derived` hands them to the journal
 record of their message and :meth:`DropCopyRouter.publish` sends them after the
-commit that covers them (fix.journal.JournaledApplication calls both). Replays to
+commit that covers them (fix.journaled_app.JournaledApplication calls both). Replays to
 a restarted shard and the catch-up of every shard when the ingest (re)starts read
 those frames back from the journal (:func:`journal_frames`).
 """
@@ -97,7 +97,7 @@ class DropCopyRouter:
         else:
             self._current.append((shard, event.seq, frame))
 
-    # ----- the journal's side (fix.journal.JournaledApplication) ---------------------
+    # ----- the journal's side (fix.journaled_app.JournaledApplication) ---------------------
     def derived(self) -> bytes:
         """The current message's frames, encoded for its journal record; they are sent at
         the next :meth:`publish`."""

@@ -23,7 +23,8 @@ from actors.recovery_gc import gc_paused
 from actors.recovery_timing import StartupMarks
 from fix.dropcopy import DropCopyApplication, ExecIdStore
 from fix.engine import FixEngine
-from fix.journal import Journal, JournaledApplication, JournalSettings
+from fix.journal import Journal, JournalSettings
+from fix.journaled_app import JournaledApplication
 from fix.session import Session
 from fix.settings import SessionSettings
 from fix.store import open_store

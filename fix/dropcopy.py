@@ -401,7 +401,7 @@ class DropCopyApplication:
         self.rejected = 0
         #: Added to MsgSeqNum to give the events' ``seq`` (the drop-copy position): it moves
         #: up to the highest position so far when the sequence restarts (Logon 141=Y), so
-        #: positions never go back (fix.journal.JournaledApplication sets it from the journal).
+        #: positions never go back (fix.journaled_app.JournaledApplication sets it from the journal).
         self.seq_offset = 0
         self.max_position = 0
 

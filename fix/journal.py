@@ -7,7 +7,8 @@ A journal is a folder of segment files (``<first seq, 20 digits>.jnl``), each an
     raw bytes (the FIX message as received) | extra bytes (opaque to fix/)
 
 ``header_crc`` is the CRC-32 of the 32 header bytes after it, ``payload_crc`` the
-CRC-32 of raw + extra. ``seq``: the message's MsgSeqNum (strictly increasing over
+CRC-32 of raw + extra. ``seq``: the message's drop-copy position, its MsgSeqNum plus
+an offset that moves up at each sequence reset (fix.journaled_app) (strictly increasing over
 MSG records); ``recv_ns``: monotonic ns when its bytes were read. ``extra``: what
 the application derived from the message (the ingest stores the data-plane frames
 it routes, so a replay needs no FIX parsing and no ExecID state). NOTE records
@@ -40,9 +41,6 @@ from typing import Annotated, Callable, Generator, Iterator, Literal, NamedTuple
 import msgspec
 from msgspec import Meta
 
-from fix.application import BusinessReject, UnsupportedMessageType
-from fix.parser import FixMessage
-from fix.validation import FixValidationError
 
 log = logging.getLogger("riskd.fix.journal")
 
@@ -83,7 +81,7 @@ class JournalCorruptError(JournalError):
     """A damaged record that is not a torn tail: recovery stops here.
 
     ``path``: the segment file; ``offset``: byte offset of the record in it;
-    ``seq``: the record's MsgSeqNum when its header is intact, else None
+    ``seq``: the record's seq (drop-copy position) when its header is intact, else None
     (``after_seq`` then names the last good record before it).
     """
 
@@ -259,7 +257,7 @@ class Journal:
     """The writer of a journal folder (one per FIX session); see the module docstring.
 
     Not thread-safe: append and commit from the thread that reads the session.
-    ``last_seq``: the MsgSeqNum of the last MSG record appended (0: none).
+    ``last_seq``: the seq (drop-copy position) of the last MSG record appended (0: none).
     """
 
     def __init__(self, folder: str | Path, settings: JournalSettings = JournalSettings(), *,
@@ -351,7 +349,7 @@ class Journal:
         """
         if kind == MSG:
             if seq <= self.last_seq:
-                raise JournalError(f"{self.folder}: MsgSeqNum {seq} is not above the last journaled {self.last_seq}"
+                raise JournalError(f"{self.folder}: seq {seq} is not above the last journaled {self.last_seq}"
                                    " (a sequence reset needs a new journal folder)")
             self.last_seq = seq
         elif seq != self.last_seq:
@@ -453,74 +451,3 @@ class Journal:
             if self._fd >= 0:
                 os.close(self._fd)
                 self._fd = -1
-
-
-class JournaledApplication:
-    """A FIX application wrapped so every business message it accepts is journaled.
-
-    ``from_app`` runs the inner application, then appends the message with
-    ``derived()`` (the bytes its processing produced, e.g. routed frames) as the
-    record's extra; a message refused with a (business) reject is journaled too, with
-    nothing derived (its number is used up); a message whose processing failed is not
-    (``discard()`` drops what it derived; the session disconnects and it is resent).
-    At the end of each TCP read (``flush``, called by the session before it persists
-    its next expected number): commit the journal, then ``publish()`` what the commit
-    covers, then flush the inner application.
-    """
-
-    def __init__(self, inner: object, journal: Journal, *, derived: Callable[[], bytes] = lambda: b"",
-                 discard: Callable[[], None] = lambda: None, publish: Callable[[], None] = lambda: None) -> None:
-        self.inner = inner
-        self.journal = journal
-        self._derived, self._discard, self._publish = derived, discard, publish
-        #: A record's seq is the drop-copy position: offset + MsgSeqNum. The offset moves up to
-        #: the last position when the OMS restarts its sequence (Logon 141=Y), so positions
-        #: (journal, frames, shards, snapshots) never go back; at open it is what the last
-        #: record says (its position minus the MsgSeqNum in its raw bytes).
-        self.offset = journal.last_seq - journal.last_msg_seq_num
-        self._share_offset()
-
-    def _share_offset(self) -> None:
-        if hasattr(self.inner, "seq_offset"):
-            self.inner.seq_offset = self.offset  # type: ignore[attr-defined]
-            self.inner.max_position = max(getattr(self.inner, "max_position", 0), self.journal.last_seq)  # type: ignore[attr-defined]
-
-    def on_logon(self, session: object) -> None:
-        self.inner.on_logon(session)  # type: ignore[attr-defined]
-
-    def on_logout(self, session: object) -> None:
-        self.inner.on_logout(session)  # type: ignore[attr-defined]
-
-    def from_admin(self, message: FixMessage, session: object) -> None:
-        if message.msg_type == b"A" and message.get(141) == b"Y" and self.journal.last_seq:
-            self.offset = self.journal.last_seq
-            log.warning("%s: drop-copy sequence reset (Logon 141=Y): positions go on from %d", self.journal.folder,
-                        self.offset)
-            self._share_offset()
-        self.inner.from_admin(message, session)  # type: ignore[attr-defined]
-
-    def from_app(self, message: FixMessage, session: object) -> None:
-        seq = self.offset + int(message.get(34) or 0)
-        received = getattr(session, "read_ns", 0) or time.monotonic_ns()
-        if seq <= self.journal.last_seq:
-            # Before any processing: the inner application must not remember a message
-            # the journal cannot hold (the session drops the connection on this error).
-            raise JournalError(f"{self.journal.folder}: position {seq} (MsgSeqNum {message.get_str(34)}) is not above"
-                               f" the last journaled {self.journal.last_seq}")
-        try:
-            self.inner.from_app(message, session)  # type: ignore[attr-defined]
-        except (BusinessReject, UnsupportedMessageType, FixValidationError):
-            self._discard()
-            self.journal.append(seq, received, message.raw)
-            raise
-        except BaseException:
-            self._discard()
-            raise
-        self.journal.append(seq, received, message.raw, self._derived())
-
-    def flush(self) -> None:
-        self.journal.commit()
-        self._publish()
-        flush = getattr(self.inner, "flush", None)
-        if flush is not None:
-            flush()

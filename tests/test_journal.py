@@ -61,7 +61,7 @@ def test_round_trip_and_reopen(tmp_path: Path) -> None:
 def test_sequence_numbers_must_increase_and_rollback_forgets(tmp_path: Path) -> None:
     journal = Journal(tmp_path, JournalSettings(fsync="none"))
     journal.append(5, 0, b"a")
-    with pytest.raises(JournalError, match="MsgSeqNum 5 is not above the last journaled 5"):
+    with pytest.raises(JournalError, match="seq 5 is not above the last journaled 5"):
         journal.append(5, 0, b"b")
     with pytest.raises(JournalError, match="note must carry"):
         journal.append(4, 0, b"", b"x", kind=NOTE)
@@ -283,7 +283,7 @@ def test_a_last_segment_of_notes_only_takes_the_last_message_from_before_it(tmp_
 def test_reopening_finds_the_last_msgseqnum_behind_the_positions(tmp_path: Path, last_in_closed_segment: bool) -> None:
     """Positions (record seqs) run on across a sequence reset; the MsgSeqNum in the last
     message's raw bytes gives the session's next expected number and the offset."""
-    from fix.journal import JournaledApplication
+    from fix.journaled_app import JournaledApplication
 
     first = _records(40)  # positions 1..40, MsgSeqNum 1..40
     # after a reset at position 40: MsgSeqNum 2..31 at positions 42..71

@@ -42,7 +42,8 @@ from daemon.config import resolve_data_path
 from daemon.replay_cmd import replay_journal
 from fix.application import BusinessReject
 from fix.dropcopy import DropCopyApplication, ExecIdStore
-from fix.journal import Journal, JournaledApplication, JournalSettings
+from fix.journal import Journal, JournalSettings
+from fix.journaled_app import JournaledApplication
 from fix.parser import parse
 from risk.instruments import InstrumentTable
 from risk.model import RiskModel
