@@ -42,7 +42,14 @@ def test_a_breached_account_gets_dry_run_liquidation_orders_from_the_daemon(tmp_
         oms.send_reports(60)
         assert daemon.drain(30.0)
         truth = {k: v for k, v in oms.stream.positions.items() if abs(v) > 1e-9}
-        wait_for(lambda: len(daemon.view.accounts()) == len(accounts), 30, message="AccountRisk of every account")
+        # Every account's AccountRisk as of its last drop-copy event: one from before the
+        # last fills has a smaller MM, and the collateral below would aim at another ratio.
+        def current() -> bool:
+            state = daemon.state()
+            views = {r.account: r for r in daemon.view.accounts()}
+            return len(views) == len(accounts) and all(views[a].last_seq == state[a]["last_seq"] for a in accounts)
+
+        wait_for(current, 30, message="AccountRisk of every account, as of its last event")
         risk = max(daemon.view.accounts(), key=lambda r: r.maintenance_margin)
         assert risk.maintenance_margin > 0
         held = {s: q for (a, s), q in truth.items() if a == risk.account}

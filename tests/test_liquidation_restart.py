@@ -102,7 +102,11 @@ def test_restart_between_a_liquidation_order_and_its_fill(tmp_path) -> None:
         for symbol, qty in OPENING.items():
             drop_copy.fill(symbol, qty, float(model.valuation.mark[model.table.index[symbol]]))
         wait_for(lambda: held(daemon) == OPENING, 30, message=lambda: f"opening positions: {held(daemon)}")
-        wait_for(lambda: account_risk(daemon).maintenance_margin > 0, 10, message="AccountRisk with the positions")
+        # The view's AccountRisk as of the last opening fill (an earlier one, after some of
+        # the fills, has a smaller MM: the collateral below would then aim at another ratio).
+        wait_for(lambda: account_risk(daemon).maintenance_margin > 0
+                 and account_risk(daemon).last_seq == daemon.state()[ACCOUNT]["last_seq"], 10,
+                 message="AccountRisk with all the opening positions")
         risk = account_risk(daemon)
         # Collateral that puts MM / equity at 1.1: partial liquidation (1.00 <= ratio < 1.20).
         cash = daemon.state()[ACCOUNT]["cash"] + risk.maintenance_margin / 1.1 - risk.equity
